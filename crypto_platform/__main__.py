@@ -1,0 +1,3 @@
+from crypto_platform.cli import main
+
+main()

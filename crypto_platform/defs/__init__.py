@@ -1,0 +1,1 @@
+"""Dagster glue: partitions, resources, assets, checks, sensors and jobs. Logic lives in core/."""
