@@ -31,6 +31,10 @@ from typing import Any
 MIN_TRADE_TIME_MS = 1_483_228_800_000  # 2017-01-01
 MAX_FUTURE_SKEW_MS = 24 * 3600 * 1000  # a day ahead of the local clock
 MAX_DECIMAL_DIGITS = 30
+# Binance quotes prices and quantities with at most 8 decimals; values below 10^10 fit the
+# exact DECIMAL(18, 8) columns of the lake, whose sums are then exact in DuckDB and Spark alike.
+DECIMAL_SCALE = 8
+DECIMAL_INTEGER_DIGITS = 10
 
 
 class TradeValidationError(ValueError):
@@ -95,6 +99,12 @@ def _positive_decimal(event: dict[str, Any], key: str, name: str) -> Decimal:
         raise TradeValidationError(f"bad_{name}", f"{key!r} is not a decimal: {raw!r}") from None
     if not value.is_finite() or value <= 0:
         raise TradeValidationError(f"bad_{name}", f"{key!r} must be positive, got {raw!r}")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite values have an integer exponent
+    if -exponent > DECIMAL_SCALE and value != value.quantize(Decimal(1).scaleb(-DECIMAL_SCALE)):
+        raise TradeValidationError(f"bad_{name}", f"{key!r} has more than 8 decimals: {raw!r}")
+    if value >= Decimal(10) ** DECIMAL_INTEGER_DIGITS:
+        raise TradeValidationError(f"bad_{name}", f"{key!r} is implausibly large: {raw!r}")
     return value
 
 

@@ -42,6 +42,11 @@ def test_combined_stream_envelope_is_unwrapped() -> None:
     assert parse_trade_frame(frame, now_ms=NOW_MS) == parse_trade_event(SEED_EVENT, now_ms=NOW_MS)
 
 
+def test_trailing_zeros_beyond_eight_decimals_are_fine() -> None:
+    trade = parse_trade_event({**SEED_EVENT, "q": "0.0001000000000"}, now_ms=NOW_MS)
+    assert trade.qty == Decimal("0.0001")
+
+
 def test_round_trip_keeps_the_decimal_strings() -> None:
     event = trade_to_event(parse_trade_event(SEED_EVENT, now_ms=NOW_MS))
     assert event == SEED_EVENT
@@ -62,6 +67,8 @@ def test_round_trip_keeps_the_decimal_strings() -> None:
         ({"p": 114410.0}, "bad_price"),
         ({"q": "abc"}, "bad_qty"),
         ({"q": "1" * 40}, "bad_qty"),
+        ({"q": "10000000000"}, "bad_qty"),
+        ({"p": "1.000000001"}, "bad_price"),
         ({"T": 1000}, "bad_trade_time"),
         ({"T": NOW_MS + 2 * 24 * 3600 * 1000}, "bad_trade_time"),
         ({"E": "x"}, "bad_event_time"),
