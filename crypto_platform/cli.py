@@ -9,7 +9,12 @@ from pathlib import Path
 
 import click
 
+from crypto_platform.dashboard.cli import dashboard
+from crypto_platform.ingest.cli import exchange_sim, ingest
+from crypto_platform.ingest_archive.cli import import_archive
+from crypto_platform.query.cli import query
 from crypto_platform.settings import Settings, SettingsError, load_settings
+from crypto_platform.spark.cli import spark
 
 log = logging.getLogger("crypto_platform")
 
@@ -36,6 +41,14 @@ def main(ctx: click.Context, verbose: bool) -> None:
         ctx.obj = {"settings": load_settings()}
     except SettingsError as exc:
         _fail(str(exc), code=2)
+
+
+main.add_command(query)
+main.add_command(dashboard)
+main.add_command(spark)
+main.add_command(ingest)
+main.add_command(exchange_sim)
+main.add_command(import_archive)
 
 
 @main.group()
@@ -130,10 +143,18 @@ def dagster_home(ctx: click.Context) -> None:
 
 @main.command("run")
 @click.option("--dagster-port", default=3000, show_default=True, help="Dagster UI port.")
+@click.option(
+    "--source",
+    type=click.Choice(["live", "sim"]),
+    default="live",
+    show_default=True,
+    help="Where trades come from: live Binance, or the local exchange simulator (offline).",
+)
 @click.pass_context
-def run(ctx: click.Context, dagster_port: int) -> None:
-    """Start the whole platform (Kafka if needed, Dagster); Ctrl-C stops everything started."""
+def run(ctx: click.Context, dagster_port: int, source: str) -> None:
+    """Start the whole platform (Kafka if needed, ingestion, Dagster); Ctrl-C stops it all."""
     from crypto_platform.dagster_home import ensure_dagster_home
+    from crypto_platform.ingest.cli import spawn_ingestion
     from crypto_platform.kafka.broker import BrokerError, broker_from_settings
     from crypto_platform.kafka.jars import ToolMissingError
     from crypto_platform.runner import Supervisor
@@ -146,6 +167,7 @@ def run(ctx: click.Context, dagster_port: int) -> None:
             if broker.start():
                 supervisor.on_stop("Kafka broker", broker.stop)
             log.info("Kafka broker on %s", broker.bootstrap_servers)
+        spawn_ingestion(supervisor, source)
         env = dict(os.environ)
         env["DAGSTER_HOME"] = str(ensure_dagster_home(settings.data_dir / "dagster_home"))
         workspace = Path("workspace.yaml").resolve()
@@ -165,6 +187,8 @@ def run(ctx: click.Context, dagster_port: int) -> None:
             ],
             env=env,
         )
+        supervisor.spawn("dashboard", [sys.executable, "-m", "crypto_platform", "dashboard"])
+        click.echo(f"Dashboard: http://{settings.dashboard_host}:{settings.dashboard_port}")
         click.echo(f"Dagster UI: http://127.0.0.1:{dagster_port}  (Ctrl-C stops the platform)")
         code = supervisor.wait()
     except (BrokerError, ToolMissingError, RuntimeError) as exc:

@@ -12,10 +12,12 @@ environment variable that sets it and what is allowed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -25,6 +27,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from crypto_platform.core.alerts import DEFAULT_RULES as DEFAULT_ALERT_RULES
+from crypto_platform.core.alerts import AlertRule
 
 ENV_PREFIX = "CRYPTO_PLATFORM_"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
@@ -72,6 +77,90 @@ class Settings(BaseSettings):
     binance_ws_url: str = "wss://stream.binance.com:9443"
     binance_rest_url: str = "https://api.binance.com"
     grace_seconds: float = Field(5.0, ge=0, le=3600, description="Lateness allowed for trades.")
+    lake_dir: Path | None = Field(None, description="Parquet lake; defaults to <data_dir>/lake.")
+    partitions_start: date = Field(
+        date(2025, 1, 1),
+        description="First UTC day of the hourly partitions (keep it recent: ~8,800 per year).",
+    )
+    kafka_lateness_seconds: float = Field(
+        60.0, ge=0, le=86400, description="Trade-time skew a Kafka read tolerates past its range."
+    )
+    sensor_interval_seconds: int = Field(
+        3,
+        ge=1,
+        le=3600,
+        description="Minimum seconds between minutes-sensor ticks (Dagster's daemon ticks at most "
+        "every 5 s, so 3 means every daemon loop).",
+    )
+
+    dashboard_host: str = Field(
+        "127.0.0.1", description="Dashboard bind address; the default serves this machine only."
+    )
+    dashboard_port: int = Field(8050, ge=1024, le=65535, description="Dashboard port.")
+    dashboard_refresh_seconds: float = Field(
+        5.0, ge=0.5, le=300, description="How often an open dashboard page polls for new minutes."
+    )
+    alert_rules: Annotated[list[AlertRule], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ALERT_RULES),
+        description="Alert rules ([[alert_rules]] in TOML, a JSON list in the environment).",
+    )
+    alert_webhook_url: str | None = Field(None, description="POST each new alert here (JSON).")
+    alert_webhook_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    alert_webhook_attempts: int = Field(3, ge=1, le=10, description="Tries per alert and run.")
+    alert_webhook_max_age_minutes: int | None = Field(
+        60, ge=1, description="Alerts on older minutes (backfills) are stored but not POSTed."
+    )
+
+    # --- ingestion service (crypto_platform/ingest; issue 3) ---------------------------------
+    ingest_ws_endpoint: Literal["combined", "raw"] = Field(
+        "combined",
+        description="combined = /stream?streams=a@trade/b@trade (enveloped); raw = /ws/a@trade/...",
+    )
+    ingest_max_streams_per_connection: int = Field(
+        1024, ge=1, le=1024, description="Streams per WebSocket connection (Binance allows 1024)."
+    )
+    ingest_silence_timeout_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="A connection with no frame (not even a ping) this long is dead.",
+    )
+    ingest_reconnect_min_seconds: float = Field(
+        0.5, gt=0, le=600, description="First reconnect delay; doubles per failure (with jitter)."
+    )
+    ingest_reconnect_max_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Longest reconnect delay."
+    )
+    ingest_rollover_seconds: float = Field(
+        23 * 3600.0,
+        ge=1,
+        le=24 * 3600.0,
+        description="Open a new connection this old, before Binance cuts it at 24 h.",
+    )
+    ingest_delivery_timeout_seconds: float = Field(
+        300.0,
+        ge=5,
+        le=24 * 3600.0,
+        description="A trade Kafka has not acknowledged in this time stops the service (exit 1).",
+    )
+    ingest_stats_interval_seconds: float = Field(
+        10.0, gt=0, le=3600, description="How often the per-symbol status line is written."
+    )
+    ingest_progress_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often progress marks go to trades.progress."
+    )
+    ingest_clock_margin_ms: int = Field(
+        1000,
+        ge=0,
+        le=600_000,
+        description="Progress marks stay this far behind the exchange clock.",
+    )
+    ingest_gap_give_up_seconds: float = Field(
+        600.0,
+        ge=1,
+        le=7 * 86400.0,
+        description="A gap REST cannot fill in this time is reported lost.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -133,10 +222,45 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("alert_rules", mode="before")
+    @classmethod
+    def _decode_alert_rules(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list of rules: {exc}") from None
+        return value
+
+    @field_validator("alert_rules")
+    @classmethod
+    def _check_alert_rules(cls, value: list[AlertRule]) -> list[AlertRule]:
+        names = [rule.name for rule in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"alert rule names must be unique, got {names}")
+        return value
+
     @model_validator(mode="after")
     def _check_ports(self) -> Settings:
         if self.kafka_port == self.kafka_controller_port:
             raise ValueError("kafka_port and kafka_controller_port must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _check_ingest_backoff(self) -> Settings:
+        if self.ingest_reconnect_min_seconds > self.ingest_reconnect_max_seconds:
+            raise ValueError(
+                "ingest_reconnect_min_seconds must not exceed ingest_reconnect_max_seconds"
+            )
         return self
 
     @property
@@ -148,6 +272,10 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """Where clients connect: the user's cluster, or the local broker on loopback."""
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def resolved_lake_dir(self) -> Path:
+        return self.lake_dir or self.data_dir / "lake"
 
     @property
     def resolved_duckdb_path(self) -> Path:

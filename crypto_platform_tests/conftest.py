@@ -43,12 +43,16 @@ def bootstrap(kafka_broker: LocalBroker) -> str:
 
 @pytest.fixture
 def topic_factory(bootstrap: str) -> Iterator[Callable[..., str]]:
-    """Create uniquely named topics for one test; they are deleted afterwards."""
+    """Create uniquely named topics for one test; they are deleted afterwards.
+
+    ``config`` sets topic configs, e.g. ``{"retention.ms": "-1"}`` for a replay of old trades:
+    message timestamps are trade times, so time-based retention would delete them.
+    """
     created: list[str] = []
 
-    def make(prefix: str = "t", partitions: int = 1) -> str:
+    def make(prefix: str = "t", partitions: int = 1, config: dict[str, str] | None = None) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        admin.create_topics(bootstrap, [admin.TopicSpec(name, partitions, {})])
+        admin.create_topics(bootstrap, [admin.TopicSpec(name, partitions, config or {})])
         created.append(name)
         return name
 

@@ -138,12 +138,14 @@ def parse_trade_event(
     if trade_id < 0:
         raise TradeValidationError("bad_trade_id", f"'t' must be >= 0, got {trade_id}")
     trade_time = _integer(event, "T", "bad_trade_time")
-    event_time = event.get("E", trade_time)
-    if isinstance(event_time, bool) or not isinstance(event_time, int):
-        raise TradeValidationError("bad_event_time", f"'E' must be an integer, got {event_time!r}")
+    # Required, not defaulted: the Kafka -> Parquet reader rejects an event without it, so a
+    # trade accepted here without ``E`` would stop every later run of its hour.
+    event_time = _integer(event, "E", "bad_event_time")
     horizon = now_ms if now_ms is not None else datetime_to_ms(datetime.now(UTC))
     if not MIN_TRADE_TIME_MS <= trade_time <= horizon + MAX_FUTURE_SKEW_MS:
         raise TradeValidationError("bad_trade_time", f"'T'={trade_time} is not a plausible ms time")
+    if not MIN_TRADE_TIME_MS <= event_time <= horizon + MAX_FUTURE_SKEW_MS:  # it is stored, too
+        raise TradeValidationError("bad_event_time", f"'E'={event_time} is not a plausible ms time")
     maker = event.get("m")
     if not isinstance(maker, bool):
         raise TradeValidationError("bad_maker_flag", f"'m' must be true or false, got {maker!r}")

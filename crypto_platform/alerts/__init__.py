@@ -1,0 +1,1 @@
+"""Alerting: evaluate the rules over new minutes, store each firing once, tell a webhook."""

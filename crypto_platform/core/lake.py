@@ -1,0 +1,322 @@
+"""The Parquet lake of raw trades: layout, deduplication, atomic deterministic writes, reads.
+
+Layout under the lake root (Hive style, UTC)::
+
+    raw_trades/symbol=BTCUSDT/date=2024-12-31/hour=00/minute=01.parquet   one file per minute
+    raw_trades_daily/symbol=BTCUSDT/date=2024-12-31/trades.parquet        a compacted day
+
+Each file holds :data:`LAKE_SCHEMA` rows of one symbol, sorted by trade id. Writes go to a
+hidden temporary file in the same folder and are renamed into place, so a reader never sees a
+half-written file; the bytes depend only on the rows (same rows, same pyarrow: same bytes), so
+re-materialising a minute is a no-op on disk. A minute file takes precedence over the
+compacted day's rows for that minute: it can only be newer (compaction deletes the minute files
+it merged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pa_ds
+import pyarrow.parquet as pq
+
+from crypto_platform.core.progress import MINUTE_MS
+from crypto_platform.core.trade_batches import LAKE_SCHEMA, TIME_TYPE, empty_trades
+from crypto_platform.core.windows import DAY_MS, day_floor_ms, hours_between
+
+RAW_DIR = "raw_trades"
+DAILY_DIR = "raw_trades_daily"
+DAILY_FILE = "trades.parquet"
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
+_MINUTE_FILE_RE = re.compile(r"^minute=(\d{2})\.parquet$")
+# Sort order that picks, among copies of one (symbol, trade id), the same copy whatever order
+# they were read in: the content decides, not the Kafka offset.
+_DEDUP_ORDER = [
+    ("symbol", "ascending"),
+    ("trade_id", "ascending"),
+    ("event_time", "ascending"),
+    ("trade_time", "ascending"),
+    ("price", "ascending"),
+    ("qty", "ascending"),
+    ("buyer_is_maker", "ascending"),
+]
+_CONTENT_COLUMNS = ("price", "qty", "trade_time", "buyer_is_maker")
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def minute_file(root: Path, symbol: str, minute_ms: int) -> Path:
+    """``root/raw_trades/symbol=S/date=YYYY-MM-DD/hour=HH/minute=MM.parquet``."""
+    at = _utc(minute_ms)
+    return (
+        root
+        / RAW_DIR
+        / f"symbol={symbol}"
+        / f"date={at:%Y-%m-%d}"
+        / f"hour={at:%H}"
+        / f"minute={at:%M}.parquet"
+    )
+
+
+def daily_file(root: Path, symbol: str, day_ms: int) -> Path:
+    """``root/raw_trades_daily/symbol=S/date=YYYY-MM-DD/trades.parquet``."""
+    return root / DAILY_DIR / f"symbol={symbol}" / f"date={_utc(day_ms):%Y-%m-%d}" / DAILY_FILE
+
+
+def lake_symbols(root: Path) -> list[str]:
+    """Symbols with any files in the lake (minute or daily)."""
+    found = set()
+    for folder in (root / RAW_DIR, root / DAILY_DIR):
+        if folder.is_dir():
+            found.update(p.name.removeprefix("symbol=") for p in folder.glob("symbol=*"))
+    return sorted(found)
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, temporary, **PARQUET_OPTIONS)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+@dataclass(frozen=True)
+class Deduplicated:
+    table: pa.Table
+    dropped: int
+    conflicting: int
+    """Dropped copies whose price, qty, trade time or side differed from the kept one."""
+
+
+def deduplicate(table: pa.Table) -> Deduplicated:
+    """One row per (symbol, trade id), sorted by symbol then trade id; the pick is content-based.
+
+    The common case (no duplicates) costs one sort on the two key columns and one copy; only
+    when copies exist is the whole table sorted by content to pick the same copy every time.
+    """
+    if table.num_rows == 0:
+        return Deduplicated(table, 0, 0)
+    by_key = pc.sort_indices(table, sort_keys=_DEDUP_ORDER[:2])
+    keys = table.select(["symbol", "trade_id"]).take(by_key)
+    if not _same_as_previous(keys, ("symbol", "trade_id")).any():
+        return Deduplicated(table.take(by_key), 0, 0)
+    ordered = table.take(pc.sort_indices(table, sort_keys=_DEDUP_ORDER))
+    repeat = _same_as_previous(ordered, ("symbol", "trade_id"))
+    conflicting = int((repeat & ~_same_as_previous(ordered, _CONTENT_COLUMNS)).sum())
+    return Deduplicated(ordered.filter(pa.array(~repeat)), int(repeat.sum()), conflicting)
+
+
+def _same_as_previous(table: pa.Table, columns: Iterable[str]) -> np.ndarray:
+    """Row i equals row i-1 in every one of ``columns`` (row 0: False)."""
+    same = np.ones(table.num_rows, dtype=bool)
+    same[0] = False
+    for name in columns:
+        column = table[name].combine_chunks()
+        equal = pc.equal(column.slice(1), column.slice(0, len(column) - 1))
+        same[1:] &= pc.fill_null(equal, False).to_numpy(zero_copy_only=False)
+    return same
+
+
+def minute_starts(trade_time: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Each trade time's minute start, as int64 epoch milliseconds."""
+    if isinstance(trade_time, pa.ChunkedArray):
+        trade_time = trade_time.combine_chunks()
+    values = trade_time.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return pa.array(values - values % MINUTE_MS, pa.int64())
+
+
+def only_minutes(trades: pa.Table, minutes_ms: Iterable[int]) -> pa.Table:
+    """Rows of ``trades`` whose minute is one of ``minutes_ms``."""
+    wanted = pa.array(sorted(set(minutes_ms)), pa.int64())
+    return trades.filter(pc.is_in(minute_starts(trades["trade_time"]), wanted))
+
+
+def split_by_minute(table: pa.Table) -> Iterator[tuple[str, int, pa.Table]]:
+    """(symbol, minute start, rows sorted by trade id) for every (symbol, minute) with rows."""
+    if table.num_rows == 0:
+        return
+    keyed = table.append_column("_minute", minute_starts(table["trade_time"]))
+    if not _ordered_by_symbol_minute_id(keyed):  # usual input (by symbol, id) needs no copy
+        keyed = keyed.take(
+            pc.sort_indices(
+                keyed,
+                [("symbol", "ascending"), ("_minute", "ascending"), ("trade_id", "ascending")],
+            )
+        )
+    starts = np.flatnonzero(~_same_as_previous(keyed, ("symbol", "_minute")))
+    ends = np.append(starts[1:], keyed.num_rows)
+    for start, end in zip(starts, ends, strict=True):
+        chunk = keyed.slice(int(start), int(end - start))
+        yield (
+            chunk["symbol"][0].as_py(),
+            chunk["_minute"][0].as_py(),
+            chunk.drop_columns(["_minute"]),
+        )
+
+
+def _ordered_by_symbol_minute_id(keyed: pa.Table) -> bool:
+    """Rows already sorted by (symbol, minute, trade id)? (Binance ids rise with time.)"""
+    same_symbol = _same_as_previous(keyed, ("symbol",))[1:]
+    if not pc.all(pc.greater_equal(keyed["symbol"][1:], keyed["symbol"][:-1])).as_py():
+        return False
+    minutes = keyed["_minute"].to_numpy()
+    ids = keyed["trade_id"].to_numpy()
+    minute_step, id_step = np.diff(minutes), np.diff(ids)
+    in_order = (minute_step > 0) | ((minute_step == 0) & (id_step > 0))
+    return bool(np.all(~same_symbol | in_order))
+
+
+@dataclass
+class MinuteWrite:
+    files: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    rows_per_symbol: dict[str, int] = field(default_factory=dict)
+    minutes_with_trades: set[int] = field(default_factory=set)
+
+
+def write_minutes(root: Path, trades: pa.Table, minutes_ms: Iterable[int]) -> MinuteWrite:
+    """Write the (deduplicated) trades of ``minutes_ms``, one file per (symbol, minute).
+
+    Rows outside ``minutes_ms`` are an error (the caller filters). A minute with no trades gets
+    no file, and a file left from an earlier write of that minute is removed: the lake then says
+    what the source said, however often a minute is written.
+    """
+    wanted = set(minutes_ms)
+    report = MinuteWrite()
+    written = set()
+    for symbol, minute, rows in split_by_minute(trades.select(LAKE_SCHEMA.names)):
+        if minute not in wanted:
+            raise ValueError(f"trades of minute {_utc(minute):%Y-%m-%dT%H:%M} were not asked for")
+        path = minute_file(root, symbol, minute)
+        write_parquet_atomic(rows.cast(LAKE_SCHEMA), path)
+        written.add(path)
+        report.files.append(path)
+        report.rows_per_symbol[symbol] = report.rows_per_symbol.get(symbol, 0) + rows.num_rows
+        report.minutes_with_trades.add(minute)
+    for symbol in lake_symbols(root):
+        for minute in sorted(wanted):
+            path = minute_file(root, symbol, minute)
+            if path not in written and path.exists():
+                path.unlink()
+                report.removed.append(path)
+    return report
+
+
+def minute_files(root: Path, start_ms: int, end_ms: int) -> dict[tuple[str, int], Path]:
+    """Existing minute files with minute start in ``[start_ms, end_ms)``, by (symbol, minute)."""
+    found: dict[tuple[str, int], Path] = {}
+    base = root / RAW_DIR
+    if not base.is_dir():
+        return found
+    for symbol_dir in sorted(base.glob("symbol=*")):
+        symbol = symbol_dir.name.removeprefix("symbol=")
+        for hour in hours_between(start_ms, end_ms):
+            at = _utc(hour)
+            hour_dir = symbol_dir / f"date={at:%Y-%m-%d}" / f"hour={at:%H}"
+            if not hour_dir.is_dir():
+                continue
+            for path in sorted(hour_dir.iterdir()):
+                match = _MINUTE_FILE_RE.match(path.name)
+                if match:
+                    minute = hour + int(match.group(1)) * MINUTE_MS
+                    if start_ms <= minute < end_ms:
+                        found[(symbol, minute)] = path
+    return found
+
+
+def daily_files(root: Path, start_ms: int, end_ms: int) -> dict[tuple[str, int], Path]:
+    """Existing compacted day files overlapping ``[start_ms, end_ms)``, by (symbol, day)."""
+    found: dict[tuple[str, int], Path] = {}
+    base = root / DAILY_DIR
+    if not base.is_dir() or end_ms <= start_ms:
+        return found
+    for symbol_dir in sorted(base.glob("symbol=*")):
+        symbol = symbol_dir.name.removeprefix("symbol=")
+        for day in range(day_floor_ms(start_ms), end_ms, DAY_MS):
+            path = daily_file(root, symbol, day)
+            if path.exists():
+                found[(symbol, day)] = path
+    return found
+
+
+def read_trades(root: Path, start_ms: int, end_ms: int, symbol: str | None = None) -> pa.Table:
+    """Every trade in the lake with trade time in ``[start_ms, end_ms)``, sorted by symbol, id.
+
+    Minute files win over a compacted day's rows of the same (symbol, minute). Keep ranges to
+    about an hour at a time: the result is in memory.
+    """
+    minutes = {
+        key: path
+        for key, path in minute_files(root, start_ms, end_ms).items()
+        if symbol is None or key[0] == symbol
+    }
+    parts = [_read_files(list(minutes.values()))]
+    days = daily_files(root, start_ms, end_ms)
+    for (day_symbol, _day), path in days.items():
+        if symbol is not None and day_symbol != symbol:
+            continue
+        rows = _read_files([path], start_ms, end_ms)
+        covered = pa.array([m for (s, m) in minutes if s == day_symbol], pa.int64())
+        if len(covered):
+            rows = rows.filter(pc.invert(pc.is_in(minute_starts(rows["trade_time"]), covered)))
+        parts.append(rows)
+    table = pa.concat_tables(parts)
+    return table.take(pc.sort_indices(table, [("symbol", "ascending"), ("trade_id", "ascending")]))
+
+
+def _read_files(paths: list[Path], start_ms: int | None = None, end_ms: int | None = None):
+    """Rows of ``paths`` (trade time in ``[start_ms, end_ms)`` if given; row groups skipped)."""
+    if not paths:
+        return empty_trades()
+    dataset = pa_ds.dataset([str(p) for p in paths], schema=LAKE_SCHEMA, format="parquet")
+    if start_ms is None or end_ms is None:
+        return dataset.to_table()
+    time = pa_ds.field("trade_time")
+    start = pa.scalar(start_ms, pa.int64()).cast(TIME_TYPE)
+    end = pa.scalar(end_ms, pa.int64()).cast(TIME_TYPE)
+    return dataset.to_table(filter=(time >= start) & (time < end))
+
+
+@dataclass(frozen=True)
+class MisplacedTrades:
+    path: Path
+    trade_ids: list[int]
+
+
+def misplaced_trades(root: Path, start_ms: int, end_ms: int) -> list[MisplacedTrades]:
+    """Files whose rows lie outside the minute (or day) their path names, or of another symbol."""
+    found = []
+    for (symbol, minute), path in minute_files(root, start_ms, end_ms).items():
+        found.extend(_outside(path, symbol, minute, minute + MINUTE_MS))
+    for (symbol, day), path in daily_files(root, start_ms, end_ms).items():
+        found.extend(_outside(path, symbol, day, day + DAY_MS))
+    return found
+
+
+def _outside(path: Path, symbol: str, start_ms: int, end_ms: int) -> list[MisplacedTrades]:
+    rows = pq.read_table(path, columns=["symbol", "trade_id", "trade_time"])
+    ms = rows["trade_time"].cast(pa.int64())
+    bad = pc.or_(
+        pc.or_(pc.less(ms, start_ms), pc.greater_equal(ms, end_ms)),
+        pc.not_equal(rows["symbol"], symbol),
+    )
+    ids = rows["trade_id"].filter(bad).to_pylist()
+    return [MisplacedTrades(path, ids)] if ids else []

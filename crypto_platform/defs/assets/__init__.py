@@ -1,0 +1,1 @@
+"""The platform's assets, one module per layer: raw trades, analytics, compaction."""

@@ -1,0 +1,1 @@
+"""Ingestion: Binance trades over WebSocket into Kafka, losing none; a local exchange."""

@@ -1,0 +1,1 @@
+"""Read-only questions over the analytics database: the `crypto-platform query` commands."""
