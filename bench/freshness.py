@@ -26,6 +26,7 @@ from pathlib import Path
 from bench._common import ROOT, bench_broker, machine, percentiles, table, temp_dir, write_results
 from crypto_platform import warehouse
 from crypto_platform.core.analytics import ANALYTICS_TABLE
+from crypto_platform.core.windows import parse_minute_label
 from crypto_platform.kafka.broker import free_port
 from crypto_platform.settings import Settings
 
@@ -98,10 +99,36 @@ def measure(minutes: int) -> dict:
             )
         try:
             first_seen = _watch(process, settings.resolved_duckdb_path, started_ms, minutes)
+            runs = _run_timings(data_dir / "dagster_home")
         finally:
             _stop(process)
         tail = log_path.read_text(errors="replace").splitlines()[-15:]
-    return _summary(first_seen, started_ms, minutes, settings, tail)
+    result = _summary(first_seen, started_ms, minutes, settings, tail)
+    result["runs"] = runs
+    return result
+
+
+def _run_timings(dagster_home: Path) -> dict:
+    """Where a minute's lag goes, from Dagster's own run records: window end -> run created
+    (grace, progress marks, sensor tick), created -> started (launching the run's process),
+    started -> ended (the steps: raw_trades, trade_analytics_1m and their checks)."""
+    import dagster as dg
+
+    parts: dict[str, list[float]] = {"decide_s": [], "launch_s": [], "execute_s": []}
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        for record in instance.get_run_records(limit=500):
+            ops = (record.dagster_run.run_config or {}).get("ops", {})
+            labels = ops.get("raw_trades", {}).get("config", {}).get("minutes") or []
+            if not labels or record.start_time is None or record.end_time is None:
+                continue
+            last_end = max(parse_minute_label(label) for label in labels) + MINUTE_MS
+            created = record.create_timestamp.timestamp()
+            parts["decide_s"].append(created - last_end / 1000)
+            parts["launch_s"].append(record.start_time - created)
+            parts["execute_s"].append(record.end_time - record.start_time)
+    summary = {k: {p: round(v, 2) for p, v in percentiles(vs).items()} for k, vs in parts.items()}
+    summary["runs"] = len(parts["launch_s"])
+    return summary
 
 
 def _watch(
@@ -179,6 +206,17 @@ def report(result: dict) -> str:
         f"s; missing rows {result['missing_rows']}; first row {result['first_row_after_start_s']} "
         f"s after start.\ntarget p95 < {target:g} s (10 s + grace): "
         f"{'met' if lag.get('p95', 1e9) < target else 'MISSED'}"
+        f"\nwhere it goes (per run, p50/max s): {_breakdown(result.get('runs') or {})}"
+    )
+
+
+def _breakdown(runs: dict) -> str:
+    names = {"decide_s": "window end -> run created", "launch_s": "created -> started"}
+    names["execute_s"] = "started -> ended"
+    return "; ".join(
+        f"{label} {runs[key].get('p50')}/{runs[key].get('max')}"
+        for key, label in names.items()
+        if runs.get(key)
     )
 
 

@@ -118,14 +118,21 @@ def receive_only(base_url: str, count: int) -> dict:
     )
     received = 0
     started = None
+    cpu_before = _cpu_s()
     while received < count:
         opcode, _frame = ws.recv_data_frame(control_frame=True)
         if opcode == websocket.ABNF.OPCODE_TEXT:
             received += 1
             started = started or time.monotonic()
     elapsed = time.monotonic() - (started or time.monotonic())
+    cpu = _cpu_s() - cpu_before
     ws.close(timeout=1)
-    return {"trades": received, "seconds": round(elapsed, 2)}
+    return {
+        "trades": received,
+        "seconds": round(elapsed, 2),
+        "cpu_seconds": round(cpu, 2),
+        "trades_per_cpu_second": round(received / max(cpu, 1e-3)),
+    }
 
 
 def produce_from_memory(bootstrap: str, topic: str, count: int) -> dict:
@@ -152,6 +159,7 @@ def produce_from_memory(bootstrap: str, topic: str, count: int) -> dict:
         if err is None:
             delivered[0] += 1
 
+    cpu_before = _cpu_s()
     started = time.monotonic()
     for i, (symbol, trade_id, time_ms, value) in enumerate(messages):
         header = [(RECEIVED_AT_HEADER, str(time.time_ns() // 1_000_000).encode())]
@@ -162,7 +170,13 @@ def produce_from_memory(bootstrap: str, topic: str, count: int) -> dict:
             producer.poll(0)
     producer.flush(300.0)
     elapsed = time.monotonic() - started
-    return {"trades": delivered[0], "seconds": round(elapsed, 2)}
+    cpu = _cpu_s() - cpu_before
+    return {
+        "trades": delivered[0],
+        "seconds": round(elapsed, 2),
+        "cpu_seconds": round(cpu, 2),
+        "trades_per_cpu_second": round(delivered[0] / max(cpu, 1e-3)),
+    }
 
 
 def _timed_service_class() -> Any:
@@ -244,12 +258,26 @@ def ingest_fast(base_url: str, bootstrap: str, count: int) -> dict:
         service.target = count
         return service.target_at is not None
 
+    cpu_before = _cpu_s()
     service = _run_service(base_url, bootstrap, reached, PHASE_TIMEOUT_S)
+    cpu = _cpu_s() - cpu_before
     if service.target_at is None or service.first_at is None:
         raise RuntimeError(f"only {service.delivered_total} of {count} trades delivered")
     elapsed = service.target_at - service.first_at
     lat = percentiles([ms for _at, ms in service.latencies])
-    return {"trades": count, "seconds": round(elapsed, 2), "latency_ms": lat}
+    return {
+        "trades": count,
+        "seconds": round(elapsed, 2),
+        "latency_ms": lat,
+        "cpu_seconds": round(cpu, 2),
+        "trades_per_cpu_second": round(service.delivered_total / cpu),
+    }
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system, all threads) this process has used."""
+    times = os.times()
+    return times.user + times.system
 
 
 def ingest_paced(base_url: str, bootstrap: str, seconds: float) -> dict:
@@ -354,10 +382,11 @@ def report(results: dict) -> str:
                 latency.get("p50"),
                 latency.get("p99"),
                 result.get("peak_rss_mb"),
+                result.get("trades_per_cpu_second"),
             ]
         )
-    headers = ["phase", "trades", "seconds", "trades/s", "x lower ceiling"]
-    text = table([*headers, "p50 ms", "p99 ms", "peak RSS MB"], rows)
+    headers = ["phase", "trades", "seconds", "trades/s", "x lower ceiling", "p50 ms", "p99 ms"]
+    text = table([*headers, "peak RSS MB", "trades per CPU-s"], rows)
     for name in ("receive", "memory", "ingest", "paced"):
         if (results.get(name) or {}).get("error"):
             text += f"\n{name} FAILED: {results[name]['error'][-500:]}"

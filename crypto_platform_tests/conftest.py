@@ -7,6 +7,7 @@ without Docker). Tests that need a clean topic make their own with ``topic_facto
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,14 @@ from crypto_platform.kafka.broker import LocalBroker, free_port
 from crypto_platform.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Tests never reach Binance: anything that forgets to point at the local exchange simulator
+# fails fast on a closed loopback port instead of sending traffic off this machine.
+LOOPBACK_NOWHERE = {
+    "CRYPTO_PLATFORM_BINANCE_WS_URL": "ws://127.0.0.1:9",
+    "CRYPTO_PLATFORM_BINANCE_REST_URL": "http://127.0.0.1:9",
+}
+os.environ.update(LOOPBACK_NOWHERE)
 SHARED_BINANCE = REPO_ROOT.parent / "shared" / "data" / "binance"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from crypto_platform.kafka.broker import LocalBroker, free_port
+from crypto_platform_tests.conftest import LOOPBACK_NOWHERE
 from crypto_platform_tests.helpers import http_ok, pids_with_env, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         {
             "CRYPTO_PLATFORM_DATA_DIR": str(tmp_path / "data"),
             "CRYPTO_PLATFORM_CACHE_DIR": str(REPO_ROOT / ".cache"),
+            **LOOPBACK_NOWHERE,
         }
     )
     env.update(extra)
@@ -102,11 +104,12 @@ def test_run_brings_up_kafka_and_dagster_and_ctrl_c_leaves_nothing(tmp_path: Pat
         tmp_path,
         CRYPTO_PLATFORM_KAFKA_PORT=str(free_port()),
         CRYPTO_PLATFORM_KAFKA_CONTROLLER_PORT=str(free_port()),
+        CRYPTO_PLATFORM_DASHBOARD_PORT=str(free_port()),
         CRYPTO_PLATFORM_KAFKA_HEAP="256m",
     )
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [*CLI, "run", "--dagster-port", str(ui_port)],
+        [*CLI, "run", "--source", "sim", "--dagster-port", str(ui_port)],
         cwd=REPO_ROOT,
         env=env,
         stdout=log,
