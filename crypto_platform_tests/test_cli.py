@@ -138,3 +138,17 @@ def test_run_brings_up_kafka_and_dagster_and_ctrl_c_leaves_nothing(tmp_path: Pat
         or Path(f"/proc/{broker_pid}/stat").read_text().split()[2] == "Z"
     )
     assert not (tmp_path / "data" / "kafka" / "broker.pid").exists()
+
+
+def test_missing_java_is_a_clear_error(tmp_path: Path) -> None:
+    env = _env(
+        tmp_path,
+        PATH=str(Path(sys.executable).parent),  # the venv only: no java on PATH
+        CRYPTO_PLATFORM_KAFKA_PORT=str(free_port()),
+        CRYPTO_PLATFORM_KAFKA_CONTROLLER_PORT=str(free_port()),
+    )
+    result = _cli(["kafka", "start"], env, timeout=60)
+    assert result.returncode == 1
+    assert "'java' was not found on PATH" in result.stderr
+    assert "Java 17" in result.stderr
+    assert not (tmp_path / "data" / "kafka" / "broker.pid").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 
@@ -33,6 +34,35 @@ class PostResult:
     out_of_time: bool = False
 
 
+def redact_url(url: str) -> str:
+    """The URL as it may be logged: scheme, host and port only.
+
+    Webhook URLs often carry their credential in the path or query (Slack, Teams, Discord) or as
+    user info; none of those may reach the logs or the alerts table.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    hidden = "/***" if (parts.path not in ("", "/") or parts.query) else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"
+
+
+def redact(text: str, url: str) -> str:
+    """``text`` with every secret-bearing piece of ``url`` replaced by ``***``."""
+    parts = urlsplit(url)
+    secrets = [
+        url,
+        parts.path + ("?" + parts.query if parts.query else ""),
+        parts.path,
+        parts.query,
+        parts.username or "",
+        parts.password or "",
+    ]
+    for secret in sorted((s for s in secrets if s and s != "/"), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 def post(
     session: requests.Session, config: WebhookConfig, payload: dict, deadline: float
 ) -> PostResult:
@@ -47,7 +77,7 @@ def post(
                 config.url, json=payload, timeout=min(config.timeout_s, remaining)
             )
         except requests.RequestException as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+            error = redact(f"{type(exc).__name__}: {exc}", config.url)[:500]
         else:
             if 200 <= response.status_code < 300:
                 return PostResult(True, attempt, None)

@@ -87,6 +87,9 @@ def lake_symbols(root: Path) -> list[str]:
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` so that readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a writer killed mid-write left it
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         pq.write_table(table, temporary, **PARQUET_OPTIONS)
