@@ -10,7 +10,8 @@ is read by, one after the other, each in its own process:
   run (``trade_minutes_job`` over a partition range, as the UI launches it), in-process;
 - ``naive``: the seed's simple processor: ``poll()`` one message at a time, ``json.loads``,
   Python lists per (symbol, window), ``statistics.stdev``, one DuckDB INSERT per closed window;
-- ``spark``: ``crypto-platform spark --available-now`` (local[2]) when pyspark is installed.
+- ``spark``: ``crypto-platform spark --available-now --max-offsets-per-trigger 500000``
+  (local[2]) when pyspark is installed.
 
     python -m bench.windows            # 5M trades
     python -m bench.windows --quick    # 500k trades
@@ -61,6 +62,7 @@ PARTITIONS = 6
 SEED = 7
 ACTIVITY_MEAN = 1.046  # E[exp(N(0, 0.3))]: the simulation's mean activity factor
 MARGIN = 1.02
+SPARK_MAX_OFFSETS = 500_000  # all 5M in one micro-batch killed Spark's JVM (driver 1g) here
 
 
 # -- the data ---------------------------------------------------------------------------------
@@ -431,7 +433,7 @@ def main() -> None:
     parser.add_argument(
         "--spark-max-offsets",
         type=int,
-        default=0,
+        default=SPARK_MAX_OFFSETS,
         help="Spark's --max-offsets-per-trigger (0 = the job's default: all in one batch)",
     )
     args = parser.parse_args()

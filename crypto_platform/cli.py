@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -161,6 +162,8 @@ def run(ctx: click.Context, dagster_port: int, source: str) -> None:
 
     settings = _settings(ctx)
     supervisor = Supervisor()
+    # Ctrl-C during start-up too, even where SIGINT was inherited as ignored (see Supervisor).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if settings.uses_local_broker:
             broker = broker_from_settings(settings)
@@ -191,6 +194,8 @@ def run(ctx: click.Context, dagster_port: int, source: str) -> None:
         click.echo(f"Dashboard: http://{settings.dashboard_host}:{settings.dashboard_port}")
         click.echo(f"Dagster UI: http://127.0.0.1:{dagster_port}  (Ctrl-C stops the platform)")
         code = supervisor.wait()
+    except KeyboardInterrupt:
+        code = 130  # interrupted while starting: tear down what did start
     except (BrokerError, ToolMissingError, RuntimeError) as exc:
         supervisor.shutdown()
         _fail(str(exc))

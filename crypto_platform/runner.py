@@ -44,7 +44,10 @@ class Supervisor:
         def _handler(signum: int, _frame: object) -> None:
             stop["signal"] = True
 
-        previous = signal.signal(signal.SIGTERM, _handler)
+        # Our own handlers for both: a process started from a non-interactive shell's
+        # background job inherits SIGINT as *ignored*, and Python keeps it so (Ctrl-C and
+        # `kill -INT` would do nothing).
+        previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while not stop["signal"]:
                 for name, process in self.processes:
@@ -56,10 +59,9 @@ class Supervisor:
                         )
                         return 1
                 time.sleep(POLL_INTERVAL_S)
-        except KeyboardInterrupt:
-            pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         return 0
 
     def shutdown(self) -> None:

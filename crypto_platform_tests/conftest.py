@@ -54,14 +54,16 @@ def bootstrap(kafka_broker: LocalBroker) -> str:
 def topic_factory(bootstrap: str) -> Iterator[Callable[..., str]]:
     """Create uniquely named topics for one test; they are deleted afterwards.
 
-    ``config`` sets topic configs, e.g. ``{"retention.ms": "-1"}`` for a replay of old trades:
-    message timestamps are trade times, so time-based retention would delete them.
+    Message timestamps are trade times, so the broker's time-based retention would delete
+    replayed old trades within minutes: test topics keep everything (``retention.ms=-1``)
+    unless ``config`` says otherwise.
     """
     created: list[str] = []
 
     def make(prefix: str = "t", partitions: int = 1, config: dict[str, str] | None = None) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        admin.create_topics(bootstrap, [admin.TopicSpec(name, partitions, config or {})])
+        topic_config = {"retention.ms": "-1"} if config is None else config
+        admin.create_topics(bootstrap, [admin.TopicSpec(name, partitions, topic_config)])
         created.append(name)
         return name
 

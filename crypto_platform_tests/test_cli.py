@@ -114,6 +114,8 @@ def test_run_brings_up_kafka_and_dagster_and_ctrl_c_leaves_nothing(tmp_path: Pat
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        # As under a non-interactive shell's background job (CI): SIGINT arrives ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     marker = str((tmp_path / "data" / "dagster_home").resolve())
     try:
