@@ -25,6 +25,7 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 TOOL_TIMEOUT_S = 120.0
 POLL_INTERVAL_S = 0.2
+PORT_RELEASE_WAIT_S = 3.0  # a restart right after a stop may find the port briefly held
 STARTED_MARKER = "Kafka Server started"
 
 _SERVER_PROPERTIES = """\
@@ -75,6 +76,16 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
             sock.bind((host, port))
         except OSError:
             return False
+    return True
+
+
+def wait_for_free_port(port: int, within_s: float, host: str = "127.0.0.1") -> bool:
+    """True once ``port`` can be bound; a port just released may linger a moment in the kernel."""
+    deadline = time.monotonic() + within_s
+    while not port_is_free(port, host):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL_S)
     return True
 
 
@@ -154,7 +165,7 @@ class LocalBroker:
             return False
         java = require_java()
         for port in (self.port, self.controller_port):
-            if not port_is_free(port):
+            if not wait_for_free_port(port, PORT_RELEASE_WAIT_S):
                 raise BrokerError(
                     f"port {port} on 127.0.0.1 is already taken by another process; stop it, or "
                     "choose other ports (CRYPTO_PLATFORM_KAFKA_PORT / _KAFKA_CONTROLLER_PORT), or "

@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from crypto_platform.core.topics import DLQ_TOPIC, PROGRESS_TOPIC, TRADES_TOPIC
-from crypto_platform.kafka.broker import BrokerError, LocalBroker, free_port, port_is_free
+from crypto_platform.kafka.broker import BrokerError, LocalBroker, free_port, wait_for_free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -82,10 +82,11 @@ def test_stop_then_status_says_stopped_and_restart_keeps_data(
     producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
     producer.produce(TRADES_TOPIC, key="BTCUSDT", value="kept")
     assert producer.flush(15) == 0
+    del producer  # a live client keeps reconnecting to the stopped port
     assert broker.stop() is True
     assert broker.status().running is False
     assert broker.stop() is False
-    assert port_is_free(broker.port)  # released once the JVM is gone
+    assert wait_for_free_port(broker.port, within_s=10.0)  # released once the JVM is gone
     try:
         assert broker.start() is True
         assert broker.status().topics[TRADES_TOPIC] == 2
