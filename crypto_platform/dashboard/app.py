@@ -5,10 +5,11 @@ Routes (all GET):
 - ``/`` the page; ``/static/*`` its script and style (from this package);
 - ``/vendor/plotly.min.js`` the charting library, served from the installed ``plotly`` Python
   package (no CDN: the page works without internet);
-- ``/api/config`` refresh interval and the ranges offered;
+- ``/api/config`` refresh interval, the bar intervals and the ranges offered for each;
 - ``/api/symbols`` the symbols with minutes, and each one's latest minute;
-- ``/api/windows?symbol=BTCUSDT&range=60`` one symbol's minutes over the last ``range`` minutes
-  of its data, as columns, plus the latest values;
+- ``/api/windows?symbol=BTCUSDT&range=60&interval=1m`` one symbol's bars over the last ``range``
+  minutes of its data, as columns, plus the latest values: 1-minute bars from
+  ``trade_analytics_1m``, or the hourly (``1h``) and daily (``1d``) roll-ups;
 - ``/api/alerts?symbol=BTCUSDT&limit=20`` the latest alerts (all symbols without ``symbol``);
 - ``/api/trends?symbol=BTCUSDT&range=60`` moving averages, MACD, volatility and the trend label
   of the same minutes as ``/api/windows``, as columns.
@@ -21,9 +22,17 @@ from __future__ import annotations
 import functools
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -32,17 +41,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from crypto_platform.dashboard.data import RANGES_MINUTES, DashboardData, UnknownSymbolError
+from crypto_platform.dashboard.data import (
+    DEFAULT_RANGES,
+    INTERVALS,
+    DashboardData,
+    UnknownSymbolError,
+)
 from crypto_platform.query.database import QueryError
 
 STATIC_DIR = Path(str(files("crypto_platform.dashboard") / "static"))
 Symbol = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{2,20}$"), AfterValidator(str.upper)]
-
-
-def _offered_range(value: int) -> int:
-    if value not in RANGES_MINUTES:
-        raise ValueError(f"must be one of {', '.join(map(str, RANGES_MINUTES))} (minutes)")
-    return value
 
 
 class _Params(BaseModel):
@@ -53,7 +61,26 @@ class _Params(BaseModel):
 
 class WindowsParams(_Params):
     symbol: Symbol
-    range: Annotated[int, AfterValidator(_offered_range)] = 60
+    interval: Literal["1m", "1h", "1d"] = "1m"  # before range: its check needs the interval
+    range: int | None = Field(None, validate_default=True)  # None: the interval's default
+
+    @field_validator("range")
+    @classmethod
+    def _offered_for_interval(cls, value: int | None, info: ValidationInfo) -> int:
+        interval = info.data.get("interval", "1m")
+        if value is None:
+            return DEFAULT_RANGES[interval]
+        offered = INTERVALS[interval][1]
+        if value not in offered:
+            choices = ", ".join(map(str, offered))
+            raise ValueError(f"must be one of {choices} (minutes) for {interval} bars")
+        return value
+
+
+class TrendsParams(WindowsParams):
+    """Trends are per minute: only the 1-minute bars have them."""
+
+    interval: Literal["1m"] = "1m"
 
 
 class AlertsParams(_Params):
@@ -107,7 +134,11 @@ def create_app(duckdb_path: Path, refresh_seconds: float = 5.0) -> Starlette:
         return Response(plotly_js(), media_type="text/javascript", headers=headers)
 
     def config(_request: Request) -> Response:
-        return JSONResponse({"refresh_seconds": refresh_seconds, "ranges": RANGES_MINUTES})
+        intervals = {
+            name: {"ranges": list(ranges), "default_range": DEFAULT_RANGES[name]}
+            for name, (_table, ranges) in INTERVALS.items()
+        }
+        return JSONResponse({"refresh_seconds": refresh_seconds, "intervals": intervals})
 
     def symbols(request: Request) -> Response:
         _params(_Params, request)
@@ -115,10 +146,10 @@ def create_app(duckdb_path: Path, refresh_seconds: float = 5.0) -> Starlette:
 
     def windows(request: Request) -> Response:
         params = _params(WindowsParams, request)
-        return JSONResponse(data.windows(params.symbol, params.range))
+        return JSONResponse(data.windows(params.symbol, params.range, params.interval))
 
     def trends(request: Request) -> Response:
-        params = _params(WindowsParams, request)
+        params = _params(TrendsParams, request)
         return JSONResponse(data.trends(params.symbol, params.range))
 
     def alerts(request: Request) -> Response:

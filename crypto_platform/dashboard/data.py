@@ -16,9 +16,18 @@ from typing import Any
 
 from crypto_platform.core.alerts import ALERTS_TABLE
 from crypto_platform.core.analytics import ANALYTICS_TABLE
+from crypto_platform.core.rollups import ROLLUP_TABLES
 from crypto_platform.query.database import has_table, reading
 
-RANGES_MINUTES = (15, 60, 240, 1440, 10080)
+# The bar sizes offered, each with the table it reads and the time ranges (in minutes) that make
+# sense for it: minutes over hours, hours over days, days over months. Keys are all the user
+# chooses; table names never come from the request.
+INTERVALS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "1m": (ANALYTICS_TABLE, (15, 60, 240, 1440, 10080)),
+    "1h": (ROLLUP_TABLES["hour"], (1440, 10080, 43200)),
+    "1d": (ROLLUP_TABLES["day"], (43200, 129600, 525600)),
+}
+DEFAULT_RANGES = {"1m": 60, "1h": 10080, "1d": 129600}  # 1 hour, 7 days, 90 days
 CHART_COLUMNS = (
     "window_start",
     "open",
@@ -82,9 +91,10 @@ class DashboardData:
     def symbols(self) -> list[dict[str, Any]]:
         return self.cache.get(("symbols",), self._symbols)
 
-    def windows(self, symbol: str, range_minutes: int) -> dict[str, Any]:
+    def windows(self, symbol: str, range_minutes: int, interval: str = "1m") -> dict[str, Any]:
         return self.cache.get(
-            ("windows", symbol, range_minutes), lambda: self._windows(symbol, range_minutes)
+            ("windows", symbol, range_minutes, interval),
+            lambda: self._windows(symbol, range_minutes, interval),
         )
 
     def alerts(self, symbol: str | None, limit: int) -> list[dict[str, Any]]:
@@ -126,7 +136,13 @@ class DashboardData:
             ).fetchall()
         return [{"symbol": s, "latest": _iso(end), "windows": n} for s, end, n in rows]
 
-    def _windows(self, symbol: str, range_minutes: int) -> dict[str, Any]:
+    def _windows(self, symbol: str, range_minutes: int, interval: str) -> dict[str, Any]:
+        """The bars of ``interval`` over the ``range_minutes`` up to the symbol's latest minute.
+
+        The range ends at the latest closed minute, not at the latest bar's end, so the chart
+        moves on minute by minute; the current hour's or day's bar covers the minutes so far.
+        """
+        table = INTERVALS[interval][0]
         if symbol not in {row["symbol"] for row in self.symbols()}:
             raise UnknownSymbolError(symbol)
         with reading(self.duckdb_path, DB_WAIT_S) as con:
@@ -134,11 +150,13 @@ class DashboardData:
                 f"SELECT max(window_end) FROM {ANALYTICS_TABLE} WHERE symbol = ?", [symbol]
             ).fetchone()[0]
             since = until - timedelta(minutes=range_minutes)
-            rows = con.execute(
-                f"""SELECT {", ".join(CHART_COLUMNS)} FROM {ANALYTICS_TABLE}
-                WHERE symbol = ? AND window_start >= ? ORDER BY window_start""",
-                [symbol, since],
-            ).fetchall()
+            rows = []
+            if has_table(con, table):
+                rows = con.execute(
+                    f"""SELECT {", ".join(CHART_COLUMNS)} FROM {table}
+                    WHERE symbol = ? AND window_end > ? ORDER BY window_start""",
+                    [symbol, since],
+                ).fetchall()
         columns: dict[str, list[Any]] = {name: [] for name in CHART_COLUMNS}
         for row in rows:
             for name, value in zip(CHART_COLUMNS, row, strict=True):
@@ -146,6 +164,7 @@ class DashboardData:
         latest = {name: values[-1] for name, values in columns.items()} if rows else None
         return {
             "symbol": symbol,
+            "interval": interval,
             "range_minutes": range_minutes,
             "since": _iso(since),
             "until": _iso(until),
