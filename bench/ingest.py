@@ -120,9 +120,9 @@ def receive_only(base_url: str, count: int) -> dict:
     started = None
     cpu_before = _cpu_s()
     while received < count:
-        opcode, _frame = ws.recv_data_frame(control_frame=True)
-        if opcode == websocket.ABNF.OPCODE_TEXT:
-            received += 1
+        _opcode, texts = ws.recv_texts()  # the service's reading, frames in lists as read
+        if texts:
+            received += len(texts)
             started = started or time.monotonic()
     elapsed = time.monotonic() - (started or time.monotonic())
     cpu = _cpu_s() - cpu_before
@@ -194,11 +194,13 @@ def _timed_service_class() -> Any:
             self.target: int | None = None
             self.target_at: float | None = None
 
-        def _accept(self, trade, value, received_ms, from_rest):
+        def _produce_trade(self, symbol, trade_id, time_ms, value, received_ms, from_rest):
             self.first_at = self.first_at or time.monotonic()
-            produced = super()._accept(trade, value, received_ms, from_rest)
+            produced = super()._produce_trade(
+                symbol, trade_id, time_ms, value, received_ms, from_rest
+            )
             if produced and not from_rest:
-                self.received[(trade.symbol, trade.trade_id)] = received_ms
+                self.received[(symbol, trade_id)] = received_ms
             return produced
 
         def _trade_delivered(self, symbol, trade_id, time_ms, err):

@@ -20,6 +20,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from crypto_platform.core.windows import DAY_MS, day_floor_ms, hours_between
 RAW_DIR = "raw_trades"
 DAILY_DIR = "raw_trades_daily"
 DAILY_FILE = "trades.parquet"
+WRITER_THREADS = 2
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
 _MINUTE_FILE_RE = re.compile(r"^minute=(\d{2})\.parquet$")
 # Sort order that picks, among copies of one (symbol, trade id), the same copy whatever order
@@ -195,6 +197,29 @@ class MinuteWrite:
     minutes_with_trades: set[int] = field(default_factory=set)
 
 
+@dataclass
+class LakeWrite(MinuteWrite):
+    dropped: int = 0
+    conflicting: int = 0
+
+
+def by_symbol(trades: pa.Table) -> Iterator[pa.Table]:
+    """Each symbol's rows in turn (in their original order), taken one symbol at a time.
+
+    Kafka keys trades by symbol, so every copy of a (symbol, trade id) is in its symbol's
+    rows: deduplicating and writing symbol by symbol gives the same files as doing the whole
+    table at once, while only one symbol's copy is in memory beside the input.
+    """
+    if trades.num_rows == 0:
+        return
+    names = pc.unique(trades["symbol"]).sort()
+    codes = pc.index_in(trades["symbol"], value_set=names).to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        yield trades.take(pa.array(order[start:end]))
+
+
 def write_minutes(root: Path, trades: pa.Table, minutes_ms: Iterable[int]) -> MinuteWrite:
     """Write the (deduplicated) trades of ``minutes_ms``, one file per (symbol, minute).
 
@@ -204,23 +229,74 @@ def write_minutes(root: Path, trades: pa.Table, minutes_ms: Iterable[int]) -> Mi
     """
     wanted = set(minutes_ms)
     report = MinuteWrite()
-    written = set()
-    for symbol, minute, rows in split_by_minute(trades.select(LAKE_SCHEMA.names)):
-        if minute not in wanted:
-            raise ValueError(f"trades of minute {_utc(minute):%Y-%m-%dT%H:%M} were not asked for")
-        path = minute_file(root, symbol, minute)
-        write_parquet_atomic(rows.cast(LAKE_SCHEMA), path)
-        written.add(path)
-        report.files.append(path)
-        report.rows_per_symbol[symbol] = report.rows_per_symbol.get(symbol, 0) + rows.num_rows
-        report.minutes_with_trades.add(minute)
+    with _FileWriter() as writer:
+        writer.write(root, trades, wanted, report)
+    _remove_unwritten(root, wanted, report)
+    return report
+
+
+def deduplicate_and_write(root: Path, trades: pa.Table, minutes_ms: Iterable[int]) -> LakeWrite:
+    """:func:`deduplicate` then :func:`write_minutes`, symbol by symbol to bound the memory."""
+    wanted = set(minutes_ms)
+    report = LakeWrite()
+    with _FileWriter() as writer:
+        for rows in by_symbol(trades):
+            unique = deduplicate(rows)
+            del rows
+            report.dropped += unique.dropped
+            report.conflicting += unique.conflicting
+            writer.write(root, unique.table, wanted, report)
+    _remove_unwritten(root, wanted, report)
+    return report
+
+
+class _FileWriter:
+    """Writes minute files on :data:`WRITER_THREADS` threads: Parquet encoding, compression and
+    fsync release the GIL, so files are written while the next symbol is sorted. Leaving the
+    ``with`` block waits for every file and raises the first error."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="lake-writer")
+        self._pending: list[Future[None]] = []
+
+    def __enter__(self) -> _FileWriter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def write(self, root: Path, trades: pa.Table, wanted: set[int], report: MinuteWrite) -> None:
+        for symbol, minute, rows in split_by_minute(trades.select(LAKE_SCHEMA.names)):
+            if minute not in wanted:
+                raise ValueError(
+                    f"trades of minute {_utc(minute):%Y-%m-%dT%H:%M} were not asked for"
+                )
+            path = minute_file(root, symbol, minute)
+            self._pending.append(
+                self._pool.submit(write_parquet_atomic, rows.cast(LAKE_SCHEMA), path)
+            )
+            report.files.append(path)
+            report.rows_per_symbol[symbol] = report.rows_per_symbol.get(symbol, 0) + rows.num_rows
+            report.minutes_with_trades.add(minute)
+        done = [f for f in self._pending if f.done()]
+        for future in done:
+            future.result()  # fail early
+        self._pending = [f for f in self._pending if not f.done()]
+
+
+def _remove_unwritten(root: Path, wanted: set[int], report: MinuteWrite) -> None:
+    """Delete minute files of ``wanted`` minutes that this write did not (re)write."""
+    written = set(report.files)
     for symbol in lake_symbols(root):
         for minute in sorted(wanted):
             path = minute_file(root, symbol, minute)
             if path not in written and path.exists():
                 path.unlink()
                 report.removed.append(path)
-    return report
 
 
 def minute_files(root: Path, start_ms: int, end_ms: int) -> dict[tuple[str, int], Path]:
@@ -260,42 +336,64 @@ def daily_files(root: Path, start_ms: int, end_ms: int) -> dict[tuple[str, int],
     return found
 
 
-def read_trades(root: Path, start_ms: int, end_ms: int, symbol: str | None = None) -> pa.Table:
+def read_trades(
+    root: Path,
+    start_ms: int,
+    end_ms: int,
+    symbol: str | None = None,
+    columns: list[str] | None = None,
+    sort: bool = True,
+) -> pa.Table:
     """Every trade in the lake with trade time in ``[start_ms, end_ms)``, sorted by symbol, id.
 
     Minute files win over a compacted day's rows of the same (symbol, minute). Keep ranges to
-    about an hour at a time: the result is in memory.
+    about an hour at a time: the result is in memory. ``columns`` reads only those (checks that
+    count or group need two of the seven); ``sort=False`` skips the sort where order does not
+    matter.
     """
     minutes = {
         key: path
         for key, path in minute_files(root, start_ms, end_ms).items()
         if symbol is None or key[0] == symbol
     }
-    parts = [_read_files(list(minutes.values()))]
+    needed = None
+    if columns is not None:
+        needed = list(dict.fromkeys([*columns, "symbol", "trade_id", "trade_time"]))
+    parts = [_read_files(list(minutes.values()), columns=needed)]
     days = daily_files(root, start_ms, end_ms)
     for (day_symbol, _day), path in days.items():
         if symbol is not None and day_symbol != symbol:
             continue
-        rows = _read_files([path], start_ms, end_ms)
+        rows = _read_files([path], start_ms, end_ms, columns=needed)
         covered = pa.array([m for (s, m) in minutes if s == day_symbol], pa.int64())
         if len(covered):
             rows = rows.filter(pc.invert(pc.is_in(minute_starts(rows["trade_time"]), covered)))
         parts.append(rows)
     table = pa.concat_tables(parts)
-    return table.take(pc.sort_indices(table, [("symbol", "ascending"), ("trade_id", "ascending")]))
+    if sort:
+        table = table.take(
+            pc.sort_indices(table, [("symbol", "ascending"), ("trade_id", "ascending")])
+        )
+    return table if columns is None else table.select(columns)
 
 
-def _read_files(paths: list[Path], start_ms: int | None = None, end_ms: int | None = None):
+def _read_files(
+    paths: list[Path],
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
     """Rows of ``paths`` (trade time in ``[start_ms, end_ms)`` if given; row groups skipped)."""
     if not paths:
-        return empty_trades()
+        empty = empty_trades()
+        return empty if columns is None else empty.select(columns)
     dataset = pa_ds.dataset([str(p) for p in paths], schema=LAKE_SCHEMA, format="parquet")
     if start_ms is None or end_ms is None:
-        return dataset.to_table()
+        return dataset.to_table(columns=columns)
     time = pa_ds.field("trade_time")
     start = pa.scalar(start_ms, pa.int64()).cast(TIME_TYPE)
     end = pa.scalar(end_ms, pa.int64()).cast(TIME_TYPE)
-    return dataset.to_table(filter=(time >= start) & (time < end))
+    return dataset.to_table(columns=columns, filter=(time >= start) & (time < end))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ Kafka messages carry the event as received, so nothing is rounded before Parquet
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -158,6 +159,49 @@ def parse_trade_event(
         event_time_ms=event_time,
         buyer_is_maker=maker,
     )
+
+
+# A decimal string that passes every check of ``_positive_decimal`` (given a non-zero digit):
+# at most DECIMAL_INTEGER_DIGITS integer digits and DECIMAL_SCALE decimals, ASCII digits only.
+_PLAIN_DECIMAL = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,8})?")
+
+
+def _plain_positive(raw: Any) -> bool:
+    return type(raw) is str and _PLAIN_DECIMAL.fullmatch(raw) is not None and bool(raw.strip("0."))
+
+
+def plain_trade_fields(
+    event: Any, symbols: frozenset[str] | None, now_ms: int
+) -> tuple[str, int, int, int] | None:
+    """``(symbol, trade id, trade time, event time)`` of a trade event in its plain form, else None.
+
+    The ingestion hot path: the same checks as :func:`parse_trade_event` without building
+    ``Decimal`` values or a :class:`Trade`, for the events Binance actually sends (exact types,
+    plain decimal strings). It accepts only events :func:`parse_trade_event` accepts; None means
+    "not plainly valid": ask :func:`parse_trade_event`, which gives the verdict and the reason.
+    """
+    if type(event) is not dict or event.get("e") != "trade":
+        return None
+    symbol, trade_id = event.get("s"), event.get("t")
+    trade_time, event_time = event.get("T"), event.get("E")
+    horizon = now_ms + MAX_FUTURE_SKEW_MS
+    if (
+        type(symbol) is str
+        and symbol.isalnum()
+        and symbol.isupper()
+        and (symbols is None or symbol in symbols)
+        and type(trade_id) is int
+        and trade_id >= 0
+        and type(trade_time) is int
+        and MIN_TRADE_TIME_MS <= trade_time <= horizon
+        and type(event_time) is int
+        and MIN_TRADE_TIME_MS <= event_time <= horizon
+        and type(event.get("m")) is bool
+        and _plain_positive(event.get("p"))
+        and _plain_positive(event.get("q"))
+    ):
+        return symbol, trade_id, trade_time, event_time
+    return None
 
 
 def parse_trade_frame(

@@ -45,11 +45,11 @@ def _query(sql: str, **tables: pa.Table) -> list[tuple]:
         conn.close()
 
 
-def _lake_query(context, lake: ParquetLakeResource, sql: str) -> list[tuple]:
-    """``sql`` over each hour's trades (as ``t``), results concatenated."""
+def _lake_query(context, lake: ParquetLakeResource, sql: str, columns: list[str]) -> list[tuple]:
+    """``sql`` over each hour's trades (as ``t``, only ``columns``, unordered), concatenated."""
     found: list[tuple] = []
     for start, end in _hours(context):
-        found += _query(sql, t=read_trades(lake.path, start, end))
+        found += _query(sql, t=read_trades(lake.path, start, end, columns=columns, sort=False))
     return found
 
 
@@ -74,6 +74,7 @@ def build_raw_checks(
             lake,
             "SELECT symbol, trade_id, count(*) FROM t GROUP BY ALL HAVING count(*) > 1"
             " ORDER BY ALL",
+            ["symbol", "trade_id"],
         )
         return _result([f"{s} {i} x{n}" for s, i, n in rows], "duplicated_ids")
 
@@ -84,6 +85,7 @@ def build_raw_checks(
             context,
             lake,
             "SELECT symbol, trade_id, price, qty FROM t WHERE price <= 0 OR qty <= 0 ORDER BY ALL",
+            ["symbol", "trade_id", "price", "qty"],
         )
         return _result([f"{s} {i} price={p} qty={q}" for s, i, p, q in rows], "bad_trades")
 
@@ -105,6 +107,7 @@ def build_raw_checks(
             "  SELECT symbol, trade_id,"
             "    lag(trade_id) OVER (PARTITION BY symbol ORDER BY trade_id) AS previous FROM t"
             ") WHERE trade_id - previous > 1 ORDER BY ALL",
+            ["symbol", "trade_id"],
         )
         missing = sum(last - first + 1 for _s, first, last in rows)
         return dg.AssetCheckResult(
@@ -135,7 +138,8 @@ def _compare(context, lake: ParquetLakeResource, duckdb_resource: WarehouseResou
     """``sql`` over each hour's raw counts (``raw``) and analytics rows (``a``)."""
     found: list[tuple] = []
     for start, end in _hours(context):
-        counts = _query(_RAW_COUNTS, t=read_trades(lake.path, start, end))
+        trades = read_trades(lake.path, start, end, columns=["symbol", "trade_time"], sort=False)
+        counts = _query(_RAW_COUNTS, t=trades)
         raw = pa.table(
             {
                 "symbol": pa.array([c[0] for c in counts], pa.string()),

@@ -7,9 +7,10 @@ within a minute) and cuts every connection after 24 hours. Here:
 - each connection attempt (a *generation* of its slot) is a thread that reads frames with
   websocket-client's low-level API, answers pings (``recv_data_frame`` does), and treats a socket
   that stays silent for ``silence_s`` (no frame at all, pings included) as dead;
-- the thread only reports: ``opened``, every text frame with its receive time, ``lost``. The
-  service's main loop decides when to reconnect (exponential backoff with jitter) and when to
-  roll over (a new generation is opened *before* the old one is closed, so nothing is missed).
+- the thread only reports: ``opened``, text frames (a list per read, with the receive time),
+  ``lost``. The service's main loop decides when to reconnect (exponential backoff with jitter)
+  and when to roll over (a new generation is opened *before* the old one is closed, so nothing
+  is missed).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 READ_AHEAD_BYTES = 65_536
 RESET_BACKOFF_AFTER_S = 10.0  # a connection that lived this long resets the backoff
+TEXT_FINAL = 0x81  # first header byte of an unfragmented text frame: FIN, no RSV bits, opcode 1
+LENGTH_16_BIT = 126  # second header byte: no mask, a 16-bit length follows
 
 Emit = Callable[[tuple[Any, ...]], None]
 
@@ -58,7 +61,13 @@ def backoff_delay(attempt: int, low_s: float, high_s: float, rng: random.Random)
 
 class ReadAheadWebSocket(websocket.WebSocket):
     """websocket-client reads each frame header and body with separate small ``recv`` calls;
-    reading ahead into a buffer turns those into one system call per 64 KiB."""
+    reading ahead into a buffer turns those into one system call per 64 KiB.
+
+    :meth:`recv_texts` also cuts complete unfragmented text frames straight out of that buffer:
+    websocket-client's frame parsing costs a few microseconds of Python per frame, and holds the
+    GIL the main loop needs. Anything else (control frames, fragments, a masked or 64-bit-length
+    frame, a frame not fully read yet) goes through websocket-client as before.
+    """
 
     _buffer = b""
     _position = 0
@@ -69,9 +78,44 @@ class ReadAheadWebSocket(websocket.WebSocket):
         start, self._position = self._position, min(self._position + bufsize, len(self._buffer))
         return self._buffer[start : self._position]
 
+    def recv_texts(self) -> tuple[int, list[bytes]]:
+        """The next text messages, ``(OPCODE_TEXT, [payload, ...])`` in order, or another frame's
+        opcode with ``[]`` (pings are answered, as by ``recv_data_frame``). Blocks for one frame
+        at most when nothing complete is buffered."""
+        texts = self._buffered_texts()
+        if texts:
+            return websocket.ABNF.OPCODE_TEXT, texts
+        opcode, frame = self.recv_data_frame(control_frame=True)
+        if opcode != websocket.ABNF.OPCODE_TEXT:
+            return opcode, []
+        return opcode, [frame.data, *self._buffered_texts()]
+
+    def _buffered_texts(self) -> list[bytes]:
+        """Complete final text frames (no mask, length < 65536) at the front of the buffer."""
+        if (
+            self.frame_buffer.header is not None  # websocket-client is inside a frame
+            or self.frame_buffer.recv_buffer
+            or self.cont_frame.recving_frames is not None  # or inside a fragmented message
+        ):
+            return []
+        buffer, position, end = self._buffer, self._position, len(self._buffer)
+        texts = []
+        while position + 2 <= end and buffer[position] == TEXT_FINAL:
+            length, start = buffer[position + 1], position + 2
+            if length == LENGTH_16_BIT:
+                length, start = int.from_bytes(buffer[start : start + 2], "big"), start + 2
+            elif length > LENGTH_16_BIT:  # 64-bit length, or masked: websocket-client's job
+                break
+            if start + length > end:
+                break
+            texts.append(buffer[start : start + length])
+            position = start + length
+        self._position = position
+        return texts
+
 
 class StreamConnection:
-    """One connection attempt; its thread emits ("opened"|"frame"|"lost", slot, generation, ...)."""
+    """One connection attempt; its thread emits ("opened"|"frames"|"lost", slot, ...)."""
 
     def __init__(self, url: str, slot: int, generation: int, silence_s: float, emit: Emit) -> None:
         self.url = url
@@ -126,13 +170,13 @@ class StreamConnection:
             self._emit(("lost", self.slot, self.generation, reason, self.frames))
 
     def _read(self) -> str:
-        assert self._ws is not None
+        assert isinstance(self._ws, ReadAheadWebSocket)
         while not self._closing.is_set():
-            opcode, frame = self._ws.recv_data_frame(control_frame=True)
-            if opcode == websocket.ABNF.OPCODE_TEXT:
-                self.frames += 1
+            opcode, texts = self._ws.recv_texts()
+            if texts:
+                self.frames += len(texts)
                 local_ms = time.monotonic_ns() // 1_000_000
-                self._emit(("frame", self.slot, local_ms, time.time_ns() // 1_000_000, frame.data))
+                self._emit(("frames", self.slot, local_ms, time.time_ns() // 1_000_000, texts))
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 return "closed by the server"
             else:  # ping/pong: the connection is alive (pongs are sent by recv_data_frame)

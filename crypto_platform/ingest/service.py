@@ -57,6 +57,7 @@ from crypto_platform.core.trades import (
 from crypto_platform.ingest.binance import StreamSlot, stream_urls
 from crypto_platform.ingest.config import IngestConfig
 from crypto_platform.ingest.fills import GapFills
+from crypto_platform.ingest.frames import decode_plain, inner_event_bytes
 from crypto_platform.ingest.gaps import BinanceRest, GapFiller
 from crypto_platform.ingest.ledger import SymbolLedger, Verdict
 from crypto_platform.ingest.marks import ExchangeClock, SymbolMarks
@@ -70,7 +71,10 @@ __all__ = ["IngestConfig", "IngestError", "IngestService"]
 log = logging.getLogger(__name__)
 
 TICK_S = 0.1
-BATCH = 2_000  # events handled between producer polls
+# While Kafka holds unacknowledged trades, wait at most this long for frames before serving its
+# delivery reports: acknowledgements (and the latency measured at them) do not sit out a tick.
+REPORT_WAIT_S = 0.002
+BATCH = 2_000  # frames handled between producer polls
 SHUTDOWN_FLUSH_S = 10.0
 SOURCE_HEADER = "source"  # b"rest" on trades that came from a REST gap fill
 
@@ -85,18 +89,6 @@ def _mono_ms() -> int:
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def inner_event_bytes(frame: bytes, message: dict[str, Any], event: dict[str, Any]) -> bytes:
-    """The ``data`` object of a combined-stream frame, byte for byte as Binance sent it."""
-    if event is message:
-        return frame
-    start = frame.find(b',"data":')
-    if len(message) == 2 and list(message)[-1] == "data" and start > 0:
-        body = frame[start + 8 :].rstrip()
-        if body.startswith(b"{") and body.endswith(b"}}"):
-            return body[:-1]
-    return json.dumps(event, separators=(",", ":")).encode()
 
 
 class IngestService:
@@ -163,7 +155,7 @@ class IngestService:
         self._next_stats = time.monotonic() + self.config.stats_interval_s
         try:
             while not self._stop.is_set():
-                self._drain(TICK_S)
+                self._drain(REPORT_WAIT_S if len(self.producer) else TICK_S)
                 self.producer.poll(0)
                 self._check_delivery()
                 self._tick(time.monotonic())
@@ -223,23 +215,28 @@ class IngestService:
         except queue.Empty:
             self.processed_through_ms = _mono_ms()
             return
-        for _ in range(BATCH if not until_empty else 2**62):
-            self._handle(item)
+        budget = BATCH if not until_empty else 2**62
+        while True:
+            budget -= self._handle(item)
+            if budget <= 0:
+                return
             checked_at = _mono_ms()
             try:
                 item = self.events.get_nowait()
             except queue.Empty:
                 self.processed_through_ms = checked_at
                 return
-        self._handle(item)
 
-    def _handle(self, item: tuple[Any, ...]) -> None:
+    def _handle(self, item: tuple[Any, ...]) -> int:
+        """Handle one event from the queue; returns how many frames it held (at least 1)."""
         kind = item[0]
-        if kind == "frame":
-            _kind, slot, local_ms, wall_ms, data = item
+        if kind == "frames":
+            _kind, slot, local_ms, wall_ms, frames = item
             self.processed_through_ms = max(self.processed_through_ms, local_ms)
-            self._on_frame(slot, local_ms, wall_ms, data)
-        elif kind == "page":
+            for data in frames:
+                self._on_frame(slot, local_ms, wall_ms, data)
+            return len(frames) or 1
+        if kind == "page":
             self.fills.on_page(*item[1:])
         elif kind == "opened":
             self._on_opened(item[1], item[2])
@@ -249,10 +246,21 @@ class IngestService:
             self.clocks[item[1]].observe(item[2], item[3])
         elif kind == "page_error":
             self.fills.on_page_error(*item[1:])
+        return 1
 
     # -- frames and trades -------------------------------------------------------------------
 
     def _on_frame(self, slot: int, local_ms: int, wall_ms: int, data: bytes) -> None:
+        plain = decode_plain(data, self.symbol_set, wall_ms)
+        if plain is None:
+            self._on_unusual_frame(slot, local_ms, wall_ms, data)
+            return
+        (symbol, trade_id, trade_time_ms, event_time_ms), value = plain
+        self.clocks[slot].observe(event_time_ms, local_ms)
+        self._produce_trade(symbol, trade_id, trade_time_ms, value, wall_ms, False)
+
+    def _on_unusual_frame(self, slot: int, local_ms: int, wall_ms: int, data: bytes) -> None:
+        """The exact path: any frame :func:`decode_plain` does not vouch for, valid or not."""
         try:
             message = json.loads(data)
         except ValueError as exc:
@@ -272,9 +280,22 @@ class IngestService:
 
     def _accept(self, trade: Trade, value: bytes, received_ms: int, from_rest: bool) -> bool:
         """Produce the trade unless this process already did; True if produced."""
-        symbol, ledger = trade.symbol, self.ledgers[trade.symbol]
+        return self._produce_trade(
+            trade.symbol, trade.trade_id, trade.trade_time_ms, value, received_ms, from_rest
+        )
+
+    def _produce_trade(
+        self,
+        symbol: str,
+        trade_id: int,
+        time_ms: int,
+        value: bytes,
+        received_ms: int,
+        from_rest: bool,
+    ) -> bool:
+        ledger = self.ledgers[symbol]
         had_gap = ledger.max_ahead is not None
-        if ledger.accept(trade.trade_id, trade.trade_time_ms) is Verdict.DUPLICATE:
+        if ledger.accept(trade_id, time_ms) is Verdict.DUPLICATE:
             self.stats.symbols[symbol].duplicates += 1
             return False
         headers = [(RECEIVED_AT_HEADER, str(received_ms).encode())]
@@ -284,14 +305,14 @@ class IngestService:
             self.config.trades_topic,
             value,
             key=symbol,
-            timestamp_ms=trade.trade_time_ms,
+            timestamp_ms=time_ms,
             headers=headers,
-            on_delivery=partial(self._trade_delivered, symbol, trade.trade_id, trade.trade_time_ms),
+            on_delivery=partial(self._trade_delivered, symbol, trade_id, time_ms),
         )
-        self.marks[symbol].in_flight.add(trade.trade_id, trade.trade_time_ms)
-        self.stats.symbols[symbol].produced(trade.trade_time_ms, _wall_ms(), from_rest)
+        self.marks[symbol].in_flight.add(trade_id, time_ms)
+        self.stats.symbols[symbol].produced(time_ms, _wall_ms(), from_rest)
         if not from_rest:
-            self.fills.stream_continues(symbol, had_gap, trade.trade_id)
+            self.fills.stream_continues(symbol, had_gap, trade_id)
         return True
 
     def _trade_delivered(self, symbol: str, trade_id: int, time_ms: int, err: str | None) -> None:

@@ -38,7 +38,8 @@ class SymbolStats:
             lag = now_ms - trade_time_ms
             self.lag_ms_sum += lag
             self.lag_count += 1
-            self.lag_ms_max = max(self.lag_ms_max, lag)
+            if lag > self.lag_ms_max:
+                self.lag_ms_max = lag
         if self.last_trade_ms is None or trade_time_ms > self.last_trade_ms:
             self.last_trade_ms = trade_time_ms
 

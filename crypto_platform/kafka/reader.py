@@ -41,10 +41,16 @@ _CONSUMER_CONFIG = {
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
     "enable.partition.eof": True,
-    "fetch.max.bytes": 32 * 1024 * 1024,
-    "max.partition.fetch.bytes": 8 * 1024 * 1024,
-    "queued.max.messages.kbytes": 16 * 1024,
+    # Small fetches, refilled quickly: librdkafka keeps each fetch response alive while any of
+    # its messages waits in the queue, so big fetches cost memory (8 MB per partition held
+    # ~400 MB); and a full queue postpones the next fetch by fetch.queue.backoff.ms (1 s by
+    # default), which halved the read rate. 2 MB fetches with a 10 ms backoff read the bench
+    # hour at ~800k messages/s in ~200 MB (bench/windows.py, docs/benchmarks.md).
+    "fetch.max.bytes": 8 * 1024 * 1024,
+    "max.partition.fetch.bytes": 2 * 1024 * 1024,
+    "queued.max.messages.kbytes": 4 * 1024,
     "queued.min.messages": 20_000,
+    "fetch.queue.backoff.ms": 10,
     "fetch.wait.max.ms": 10,
 }
 

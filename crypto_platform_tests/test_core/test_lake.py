@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -155,3 +156,35 @@ def test_files_are_right_when_ids_do_not_rise_with_time(tmp_path: Path) -> None:
     written = lake.write_minutes(tmp_path, lake.deduplicate(rows).table, [MINUTE, MINUTE + 60_000])
     first, second = (pq.read_table(p)["trade_id"].to_pylist() for p in written.files)
     assert (first, second) == ([2, 3], [1])
+
+
+def test_symbol_by_symbol_writes_the_same_bytes_as_the_whole_table(tmp_path: Path) -> None:
+    rng = random.Random(4)
+    trades = [
+        trade(i, str(100 + i % 7), MINUTE + rng.randrange(180_000), symbol=s)
+        for s in ("XRPUSDT", "BTCUSDT", "ETHUSDT")
+        for i in range(1, 400)
+    ]
+    copies = [replace(t, event_time_ms=t.event_time_ms + 5) for t in rng.sample(trades, 60)]
+    clash = replace(trades[10], price=Decimal("999"), event_time_ms=trades[10].event_time_ms + 9)
+    rows = table(rng.sample(trades + copies + [clash], len(trades) + 61))
+    minutes = [MINUTE, MINUTE + 60_000, MINUTE + 120_000, MINUTE + 180_000]
+    whole = lake.deduplicate(rows)
+    reference = lake.write_minutes(tmp_path / "a", whole.table, minutes)
+    lake.write_minutes(tmp_path / "b", table([trade(1, "1", MINUTE + 180_000)]), minutes)
+    split = lake.deduplicate_and_write(tmp_path / "b", rows, minutes)
+    assert (split.dropped, split.conflicting) == (whole.dropped, whole.conflicting) == (61, 1)
+    assert split.rows_per_symbol == reference.rows_per_symbol == {
+        "BTCUSDT": 399, "ETHUSDT": 399, "XRPUSDT": 399
+    }  # fmt: skip
+    assert [p.relative_to(tmp_path / "b") for p in split.files] == [
+        p.relative_to(tmp_path / "a") for p in reference.files
+    ]
+    assert [p.read_bytes() for p in split.files] == [p.read_bytes() for p in reference.files]
+    assert split.removed == [tmp_path / "b" / lake.RAW_DIR / (
+        "symbol=BTCUSDT/date=2024-12-31/hour=00/minute=03.parquet"
+    )]  # fmt: skip
+    assert [len(t) for t in lake.by_symbol(rows)] == [
+        len([r for r in rows["symbol"].to_pylist() if r == s])
+        for s in ("BTCUSDT", "ETHUSDT", "XRPUSDT")
+    ]

@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from crypto_platform.core import read_marks
-from crypto_platform.core.lake import deduplicate, only_minutes, write_minutes
+from crypto_platform.core.lake import LakeWrite, deduplicate_and_write, only_minutes
 from crypto_platform.core.progress import MINUTE_MS, minute_floor_ms
 from crypto_platform.core.windows import contiguous_through, group_by_hour, minute_label
 from crypto_platform.defs.assets.common import (
@@ -84,27 +84,26 @@ def _materialise_hour(context, kafka, lake, config, hour, minutes, totals) -> No
     trades, read.trades = read.trades, read.trades.slice(0, 0)  # one reference only
     if len(minutes) != (minutes[-1] - minutes[0]) // MINUTE_MS + 1:
         trades = only_minutes(trades, minutes)
-    deduplicated = deduplicate(trades)
-    del trades  # the unsorted rows go before the files are written
-    written = write_minutes(root, deduplicated.table, minutes)
+    written = deduplicate_and_write(root, trades, minutes)
+    del trades
     read_marks.record_end_offsets(root, hour, kafka.trades_topic, read.end_offsets)
-    if deduplicated.conflicting:
+    if written.conflicting:
         context.log.warning(
-            f"{deduplicated.conflicting} duplicate trade ids carried different values; "
+            f"{written.conflicting} duplicate trade ids carried different values; "
             "kept the earliest event of each"
         )
-    _add(totals, read, deduplicated, written, root)
+    _add(totals, read, written, root)
 
 
-def _add(totals: _Totals, read: TradeRead, deduplicated, written, root) -> None:
+def _add(totals: _Totals, read: TradeRead, written: LakeWrite, root) -> None:
     for symbol, rows in written.rows_per_symbol.items():
         totals.rows_per_symbol[symbol] = totals.rows_per_symbol.get(symbol, 0) + rows
     for p in read.partitions:
         first, _, _ = totals.offsets.get(str(p.partition), f"{p.start_offset}-").partition("-")
         totals.offsets[str(p.partition)] = f"{first}-{p.end_offset}"
     totals.messages += read.messages
-    totals.dropped += deduplicated.dropped
-    totals.conflicting += deduplicated.conflicting
+    totals.dropped += written.dropped
+    totals.conflicting += written.conflicting
     totals.files += [str(f.relative_to(root)) for f in written.files]
     totals.removed += [str(f.relative_to(root)) for f in written.removed]
 
