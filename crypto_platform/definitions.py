@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from crypto_platform.core.lake import use_memory_returning_pool
 from crypto_platform.core.topics import PROGRESS_TOPIC, TRADES_TOPIC
 from crypto_platform.defs.assets.alerts import build_alerts, build_alerts_sensor
 from crypto_platform.defs.assets.analytics import build_trade_analytics
@@ -67,4 +68,5 @@ def build_definitions(
     )
 
 
+use_memory_returning_pool()
 defs = build_definitions(load_settings())

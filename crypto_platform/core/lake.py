@@ -39,6 +39,7 @@ RAW_DIR = "raw_trades"
 DAILY_DIR = "raw_trades_daily"
 DAILY_FILE = "trades.parquet"
 WRITER_THREADS = 2
+MAX_PENDING_FILES = 4 * WRITER_THREADS
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
 _MINUTE_FILE_RE = re.compile(r"^minute=(\d{2})\.parquet$")
 # Sort order that picks, among copies of one (symbol, trade id), the same copy whatever order
@@ -86,6 +87,23 @@ def lake_symbols(root: Path) -> list[str]:
     return sorted(found)
 
 
+def use_memory_returning_pool() -> None:
+    """Make Arrow allocate from jemalloc, returning freed pages to the OS at once.
+
+    An hour's materialisation allocates and frees several copies of the hour's trades (parsed
+    chunks, per-symbol copies, files being written); with Arrow's default mimalloc pool the
+    freed pages stay resident, and the peak RSS of a 5M-trade hour was about 20% higher
+    (docs/benchmarks.md). ``ARROW_DEFAULT_MEMORY_POOL``, when set, is left to decide.
+    """
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:  # a pyarrow built without jemalloc
+        return
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` so that readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,14 +137,31 @@ def deduplicate(table: pa.Table) -> Deduplicated:
     """
     if table.num_rows == 0:
         return Deduplicated(table, 0, 0)
-    by_key = pc.sort_indices(table, sort_keys=_DEDUP_ORDER[:2])
-    keys = table.select(["symbol", "trade_id"]).take(by_key)
-    if not _same_as_previous(keys, ("symbol", "trade_id")).any():
-        return Deduplicated(table.take(by_key), 0, 0)
+    by_key, repeated = _key_order(table)
+    if not repeated:
+        return Deduplicated(table.take(pa.array(by_key)), 0, 0)
     ordered = table.take(pc.sort_indices(table, sort_keys=_DEDUP_ORDER))
     repeat = _same_as_previous(ordered, ("symbol", "trade_id"))
     conflicting = int((repeat & ~_same_as_previous(ordered, _CONTENT_COLUMNS)).sum())
     return Deduplicated(ordered.filter(pa.array(~repeat)), int(repeat.sum()), conflicting)
+
+
+def _key_order(table: pa.Table) -> tuple[np.ndarray, bool]:
+    """Row order by (symbol, trade id), and whether any key repeats.
+
+    numpy sorts the ids (with the symbols as small integer codes) several times faster than
+    Arrow's sort on a string and an integer column; both sorts are stable.
+    """
+    names = pc.unique(table["symbol"]).sort()
+    ids = table["trade_id"].to_numpy()
+    if len(names) == 1:
+        order = np.argsort(ids, kind="stable")
+        ordered = ids[order]
+        return order, bool((ordered[1:] == ordered[:-1]).any())
+    codes = pc.index_in(table["symbol"], value_set=names).to_numpy(zero_copy_only=False)
+    order = np.lexsort((ids, codes))
+    ids, codes = ids[order], codes[order]
+    return order, bool(((ids[1:] == ids[:-1]) & (codes[1:] == codes[:-1])).any())
 
 
 def _same_as_previous(table: pa.Table, columns: Iterable[str]) -> np.ndarray:
@@ -208,16 +243,25 @@ def by_symbol(trades: pa.Table) -> Iterator[pa.Table]:
 
     Kafka keys trades by symbol, so every copy of a (symbol, trade id) is in its symbol's
     rows: deduplicating and writing symbol by symbol gives the same files as doing the whole
-    table at once, while only one symbol's copy is in memory beside the input.
+    table at once, while only one symbol's copy is in memory beside the input. Rows are taken
+    batch by batch: Arrow's ``take`` on a chunked table first concatenates every chunk, which
+    would copy the whole input once per symbol.
     """
     if trades.num_rows == 0:
         return
     names = pc.unique(trades["symbol"]).sort()
-    codes = pc.index_in(trades["symbol"], value_set=names).to_numpy(zero_copy_only=False)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        yield trades.take(pa.array(order[start:end]))
+    batches = []  # (batch, its row order by symbol code, where each symbol's rows start)
+    for batch in trades.to_batches():
+        codes = pc.index_in(batch["symbol"], value_set=names).to_numpy(zero_copy_only=False)
+        order = np.argsort(codes, kind="stable")
+        batches.append((batch, order, np.searchsorted(codes[order], np.arange(len(names) + 1))))
+    for code in range(len(names)):
+        parts = [
+            batch.take(pa.array(order[bounds[code] : bounds[code + 1]]))
+            for batch, order, bounds in batches
+            if bounds[code] < bounds[code + 1]
+        ]
+        yield pa.Table.from_batches(parts, schema=trades.schema).combine_chunks()
 
 
 def write_minutes(root: Path, trades: pa.Table, minutes_ms: Iterable[int]) -> MinuteWrite:
@@ -276,6 +320,8 @@ class _FileWriter:
                     f"trades of minute {_utc(minute):%Y-%m-%dT%H:%M} were not asked for"
                 )
             path = minute_file(root, symbol, minute)
+            while len(self._pending) >= MAX_PENDING_FILES:  # bound what waits in memory
+                self._pending.pop(0).result()
             self._pending.append(
                 self._pool.submit(write_parquet_atomic, rows.cast(LAKE_SCHEMA), path)
             )
@@ -375,6 +421,21 @@ def read_trades(
             pc.sort_indices(table, [("symbol", "ascending"), ("trade_id", "ascending")])
         )
     return table if columns is None else table.select(columns)
+
+
+def read_trades_by_symbol(
+    root: Path,
+    start_ms: int,
+    end_ms: int,
+    columns: list[str] | None = None,
+    sort: bool = True,
+) -> Iterator[pa.Table]:
+    """:func:`read_trades`, one symbol at a time (in symbol order), skipping symbols without
+    trades: what is computed per symbol then needs one symbol's rows in memory, not the hour's."""
+    for symbol in lake_symbols(root):
+        table = read_trades(root, start_ms, end_ms, symbol=symbol, columns=columns, sort=sort)
+        if table.num_rows:
+            yield table
 
 
 def _read_files(

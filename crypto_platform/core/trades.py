@@ -36,6 +36,8 @@ MAX_DECIMAL_DIGITS = 30
 # exact DECIMAL(18, 8) columns of the lake, whose sums are then exact in DuckDB and Spark alike.
 DECIMAL_SCALE = 8
 DECIMAL_INTEGER_DIGITS = 10
+_DECIMAL_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+MAX_TRADE_ID = 2**63 - 1  # the lake's trade_id is int64
 
 
 class TradeValidationError(ValueError):
@@ -94,6 +96,11 @@ def _positive_decimal(event: dict[str, Any], key: str, name: str) -> Decimal:
         raise TradeValidationError(f"bad_{name}", f"{key!r} must be a decimal string, got {raw!r}")
     if len(raw) > MAX_DECIMAL_DIGITS:
         raise TradeValidationError(f"bad_{name}", f"{key!r} is too long: {raw[:40]!r}")
+    # Binance sends plain ASCII decimals ("114410.00000000"). ``Decimal`` would also take
+    # " 1", "1e5", "1_0" or full-width digits, which the Kafka -> Parquet reader (Arrow's exact
+    # cast) refuses: one such trade in Kafka would stop every run of its hour.
+    if _DECIMAL_TEXT.fullmatch(raw) is None:
+        raise TradeValidationError(f"bad_{name}", f"{key!r} is not a plain decimal: {raw!r}")
     try:
         value = Decimal(raw)
     except InvalidOperation:
@@ -136,8 +143,8 @@ def parse_trade_event(
     if symbols is not None and symbol not in symbols:
         raise TradeValidationError("unsubscribed_symbol", f"{symbol} is not subscribed")
     trade_id = _integer(event, "t", "bad_trade_id")
-    if trade_id < 0:
-        raise TradeValidationError("bad_trade_id", f"'t' must be >= 0, got {trade_id}")
+    if not 0 <= trade_id <= MAX_TRADE_ID:
+        raise TradeValidationError("bad_trade_id", f"'t' must be in [0, 2**63), got {trade_id}")
     trade_time = _integer(event, "T", "bad_trade_time")
     # Required, not defaulted: the Kafka -> Parquet reader rejects an event without it, so a
     # trade accepted here without ``E`` would stop every later run of its hour.
@@ -191,7 +198,7 @@ def plain_trade_fields(
         and symbol.isupper()
         and (symbols is None or symbol in symbols)
         and type(trade_id) is int
-        and trade_id >= 0
+        and 0 <= trade_id <= MAX_TRADE_ID
         and type(trade_time) is int
         and MIN_TRADE_TIME_MS <= trade_time <= horizon
         and type(event_time) is int
@@ -204,12 +211,31 @@ def plain_trade_fields(
     return None
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key!r} appears twice")
+        seen.add(key)
+    return dict(pairs)
+
+
+def load_frame(frame: str | bytes) -> Any:
+    """``json.loads``, refusing an object with a repeated key (``ValueError``).
+
+    JSON parsers keep the last of repeated keys, but the Kafka value is the event as received,
+    and the Kafka -> Parquet reader (Arrow) refuses such an object: a trade accepted with a
+    repeated key would stop every run of its hour.
+    """
+    return json.loads(frame, object_pairs_hook=_unique_keys)
+
+
 def parse_trade_frame(
     frame: str | bytes, symbols: frozenset[str] | None = None, now_ms: int | None = None
 ) -> Trade:
     """Parse a raw WebSocket text frame (single or combined stream) into a :class:`Trade`."""
     try:
-        message = json.loads(frame)
+        message = load_frame(frame)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TradeValidationError("malformed_json", str(exc)[:200]) from None
     if not isinstance(message, dict):

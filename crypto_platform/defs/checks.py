@@ -1,4 +1,4 @@
-"""Asset checks, one named function per property, over the run's partition window.
+"""Asset checks over the run's partition window: one op per asset reads each hour once for all.
 
 Checks on ``raw_trades`` that bad data must not pass (duplicates, non-positive values, trades
 filed under the wrong minute) are blocking: when one fails, ``trade_analytics_1m`` is not built
@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from crypto_platform import warehouse
 from crypto_platform.core.analytics import ANALYTICS_TABLE
-from crypto_platform.core.lake import misplaced_trades, read_trades
+from crypto_platform.core.lake import misplaced_trades, read_trades_by_symbol
 from crypto_platform.core.windows import HOUR_MS, minute_label
 from crypto_platform.defs.partitions import PlatformPartitions, window_ms
 from crypto_platform.defs.resources import ParquetLakeResource, WarehouseResource
@@ -34,112 +34,193 @@ def _hours(context: dg.AssetCheckExecutionContext) -> Iterator[tuple[int, int]]:
         yield hour, min(hour + HOUR_MS, end)
 
 
-def _query(sql: str, **tables: pa.Table) -> list[tuple]:
+def _queries(queries: dict[str, str], **tables: pa.Table) -> dict[str, list[tuple]]:
+    """Several queries over the same registered tables, on one in-memory DuckDB."""
     conn = duckdb.connect()
     try:
         conn.execute("SET TimeZone = 'UTC'")
         for name, table in tables.items():
             conn.register(name, table)
-        return conn.sql(sql).fetchall()
+        return {key: conn.sql(sql).fetchall() for key, sql in queries.items()}
     finally:
         conn.close()
 
 
-def _lake_query(context, lake: ParquetLakeResource, sql: str, columns: list[str]) -> list[tuple]:
-    """``sql`` over each hour's trades (as ``t``, only ``columns``, unordered), concatenated."""
-    found: list[tuple] = []
-    for start, end in _hours(context):
-        found += _query(sql, t=read_trades(lake.path, start, end, columns=columns, sort=False))
-    return found
+def _query(sql: str, **tables: pa.Table) -> list[tuple]:
+    return _queries({"query": sql}, **tables)["query"]
 
 
-def _result(problems: list, what: str, **metadata) -> dg.AssetCheckResult:
+def _result(check: str, problems: list, what: str, **metadata) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
+        check_name=check,
         passed=not problems,
         metadata={what: len(problems), "examples": [str(p) for p in problems[:MAX_EXAMPLES]]}
         | metadata,
     )
 
 
+def _specs(asset, partitions, checks: tuple[tuple[str, bool, str], ...]) -> list:
+    return [
+        dg.AssetCheckSpec(
+            name, asset=asset, description=doc, blocking=blocking, partitions_def=partitions
+        )
+        for name, blocking, doc in checks
+    ]
+
+
+# (name, blocking, description) of each check
+_RAW_CHECKS = (
+    ("no_duplicate_trade_ids", True, "Each (symbol, trade id) appears once in the partition."),
+    ("prices_and_quantities_positive", True, "Every price and quantity is > 0."),
+    (
+        "trades_inside_their_window",
+        True,
+        "Every trade sits in the file of its own symbol and minute (trade time).",
+    ),
+    (
+        "trade_ids_contiguous",
+        False,
+        "Per symbol, trade ids run without gaps (Binance numbers a symbol's trades 1, 2, ...).",
+    ),
+)
+_ANALYTICS_CHECKS = (
+    (
+        "one_row_per_symbol_minute",
+        False,
+        "The partition has one analytics row for each (symbol, minute) with raw trades.",
+    ),
+    (
+        "trade_count_matches_raw",
+        False,
+        "Each row's trade_count equals the raw trades of its symbol and minute.",
+    ),
+    ("prices_within_high_low", False, "low <= open, close, avg_price, vwap <= high in every row."),
+    (
+        "latest_minute_is_fresh",
+        False,
+        "The newest minute in the table ended at most grace + 60 s ago (a warning otherwise).",
+    ),
+)
+
+
+# The raw checks' SQL over one hour's trades (``t``): each reads the same table, so the lake is
+# read once per hour for all of them.
+_RAW_SQL = {
+    "no_duplicate_trade_ids": (
+        "SELECT symbol, trade_id, count(*) FROM t GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL"
+    ),
+    "prices_and_quantities_positive": (
+        "SELECT symbol, trade_id, price, qty FROM t WHERE price <= 0 OR qty <= 0 ORDER BY ALL"
+    ),
+    "trade_ids_contiguous": (
+        "SELECT symbol, previous + 1, trade_id - 1 FROM ("
+        "  SELECT symbol, trade_id,"
+        "    lag(trade_id) OVER (PARTITION BY symbol ORDER BY trade_id) AS previous FROM t"
+        ") WHERE trade_id - previous > 1 ORDER BY ALL"
+    ),
+}
+_RAW_COLUMNS = ["symbol", "trade_id", "price", "qty"]
+
+
 def build_raw_checks(
     partitions: PlatformPartitions, raw_trades: dg.AssetsDefinition
 ) -> list[dg.AssetChecksDefinition]:
+    """The checks on ``raw_trades``: one op that reads each hour of the lake once for all four.
+
+    - ``no_duplicate_trade_ids`` (blocking): each (symbol, trade id) appears once;
+    - ``prices_and_quantities_positive`` (blocking): every price and quantity is > 0;
+    - ``trades_inside_their_window`` (blocking): every trade sits in the file of its own symbol
+      and minute (trade time);
+    - ``trade_ids_contiguous`` (warning): per symbol, ids run without gaps (Binance numbers a
+      symbol's trades 1, 2, ...); the missing ranges are listed.
+    """
     hourly = partitions.hourly
+    specs = _specs(raw_trades, hourly, _RAW_CHECKS)
 
-    @dg.asset_check(asset=raw_trades, blocking=True, partitions_def=hourly)
-    def no_duplicate_trade_ids(context, lake: ParquetLakeResource) -> dg.AssetCheckResult:
-        """Each (symbol, trade id) appears once in the partition."""
-        rows = _lake_query(
-            context,
-            lake,
-            "SELECT symbol, trade_id, count(*) FROM t GROUP BY ALL HAVING count(*) > 1"
-            " ORDER BY ALL",
-            ["symbol", "trade_id"],
+    @dg.multi_asset_check(specs=specs, name="raw_trades_checks")
+    def raw_trades_checks(context, lake: ParquetLakeResource) -> Iterator[dg.AssetCheckResult]:
+        found: dict[str, list[tuple]] = {name: [] for name in _RAW_SQL}
+        for start, end in _hours(context):  # every check is per symbol: read one at a time
+            for trades in read_trades_by_symbol(lake.path, start, end, _RAW_COLUMNS, sort=False):
+                for name, rows in _queries(_RAW_SQL, t=trades).items():
+                    found[name] += rows
+        yield _result(
+            "no_duplicate_trade_ids",
+            [f"{s} {i} x{n}" for s, i, n in found["no_duplicate_trade_ids"]],
+            "duplicated_ids",
         )
-        return _result([f"{s} {i} x{n}" for s, i, n in rows], "duplicated_ids")
-
-    @dg.asset_check(asset=raw_trades, blocking=True, partitions_def=hourly)
-    def prices_and_quantities_positive(context, lake: ParquetLakeResource) -> dg.AssetCheckResult:
-        """Every price and quantity is > 0."""
-        rows = _lake_query(
-            context,
-            lake,
-            "SELECT symbol, trade_id, price, qty FROM t WHERE price <= 0 OR qty <= 0 ORDER BY ALL",
-            ["symbol", "trade_id", "price", "qty"],
+        yield _result(
+            "prices_and_quantities_positive",
+            [
+                f"{s} {i} price={p} qty={q}"
+                for s, i, p, q in found["prices_and_quantities_positive"]
+            ],
+            "bad_trades",
         )
-        return _result([f"{s} {i} price={p} qty={q}" for s, i, p, q in rows], "bad_trades")
-
-    @dg.asset_check(asset=raw_trades, blocking=True, partitions_def=hourly)
-    def trades_inside_their_window(context, lake: ParquetLakeResource) -> dg.AssetCheckResult:
-        """Every trade sits in the file of its own symbol and minute (trade time)."""
         start, end = window_ms(context)
-        found = misplaced_trades(lake.path, start, end)
-        problems = [f"{m.path.relative_to(lake.path)}: ids {m.trade_ids[:10]}" for m in found]
-        return _result(problems, "files_with_misplaced_trades")
-
-    @dg.asset_check(asset=raw_trades, partitions_def=hourly)
-    def trade_ids_contiguous(context, lake: ParquetLakeResource) -> dg.AssetCheckResult:
-        """Per symbol, trade ids run without gaps (Binance numbers a symbol's trades 1, 2, ...)."""
-        rows = _lake_query(
-            context,
-            lake,
-            "SELECT symbol, previous + 1, trade_id - 1 FROM ("
-            "  SELECT symbol, trade_id,"
-            "    lag(trade_id) OVER (PARTITION BY symbol ORDER BY trade_id) AS previous FROM t"
-            ") WHERE trade_id - previous > 1 ORDER BY ALL",
-            ["symbol", "trade_id"],
+        misplaced = misplaced_trades(lake.path, start, end)
+        yield _result(
+            "trades_inside_their_window",
+            [f"{m.path.relative_to(lake.path)}: ids {m.trade_ids[:10]}" for m in misplaced],
+            "files_with_misplaced_trades",
         )
-        missing = sum(last - first + 1 for _s, first, last in rows)
-        return dg.AssetCheckResult(
-            passed=not rows,
+        gaps = found["trade_ids_contiguous"]
+        yield dg.AssetCheckResult(
+            check_name="trade_ids_contiguous",
+            passed=not gaps,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
-                "gaps": len(rows),
-                "missing_trades": missing,
-                "missing_ranges": [f"{s} {a}-{b}" for s, a, b in rows[:MAX_EXAMPLES]],
+                "gaps": len(gaps),
+                "missing_trades": sum(last - first + 1 for _s, first, last in gaps),
+                "missing_ranges": [f"{s} {a}-{b}" for s, a, b in gaps[:MAX_EXAMPLES]],
             },
         )
 
-    return [
-        no_duplicate_trade_ids,
-        prices_and_quantities_positive,
-        trades_inside_their_window,
-        trade_ids_contiguous,
-    ]
+    return [raw_trades_checks]
 
 
 _RAW_COUNTS = (
     "SELECT symbol, epoch_ms(date_trunc('minute', trade_time)) AS minute, count(*) AS trades "
     "FROM t GROUP BY ALL"
 )
+_COUNTED = ["symbol", "trade_time"]
+_BOUNDED = ("open", "close", "avg_price", "vwap")
+_ANALYTICS_SQL = {
+    "one_row_per_symbol_minute": (
+        "SELECT coalesce(raw.symbol, a.symbol), coalesce(raw.minute, epoch_ms(a.window_start)),"
+        " CASE WHEN raw.symbol IS NULL THEN 'extra row' ELSE 'missing row' END"
+        " FROM raw FULL JOIN a"
+        " ON raw.symbol = a.symbol AND raw.minute = epoch_ms(a.window_start)"
+        " WHERE raw.symbol IS NULL OR a.symbol IS NULL ORDER BY ALL"
+    ),
+    "trade_count_matches_raw": (
+        "SELECT raw.symbol, raw.minute, raw.trades, a.trade_count FROM raw JOIN a"
+        " ON raw.symbol = a.symbol AND raw.minute = epoch_ms(a.window_start)"
+        " WHERE raw.trades <> a.trade_count ORDER BY ALL"
+    ),
+    "prices_within_high_low": (
+        "SELECT symbol, epoch_ms(window_start) FROM a WHERE "
+        + " OR ".join(
+            f"{c} < low * (1 - {BOUNDS_REL_TOLERANCE}) OR {c} > high * (1 + {BOUNDS_REL_TOLERANCE})"
+            for c in _BOUNDED
+        )
+        + " ORDER BY ALL"
+    ),
+}
 
 
-def _compare(context, lake: ParquetLakeResource, duckdb_resource: WarehouseResource, sql: str):
-    """``sql`` over each hour's raw counts (``raw``) and analytics rows (``a``)."""
-    found: list[tuple] = []
+def _analytics_problems(
+    context, lake: ParquetLakeResource, duckdb_resource: WarehouseResource
+) -> dict[str, list[tuple]]:
+    """Each hour: the raw counts per (symbol, minute) (``raw``) and the analytics rows (``a``),
+    read once, with every query of :data:`_ANALYTICS_SQL` over them."""
+    found: dict[str, list[tuple]] = {name: [] for name in _ANALYTICS_SQL}
     for start, end in _hours(context):
-        trades = read_trades(lake.path, start, end, columns=["symbol", "trade_time"], sort=False)
-        counts = _query(_RAW_COUNTS, t=trades)
+        counts = [
+            count
+            for trades in read_trades_by_symbol(lake.path, start, end, _COUNTED, sort=False)
+            for count in _query(_RAW_COUNTS, t=trades)
+        ]
         raw = pa.table(
             {
                 "symbol": pa.array([c[0] for c in counts], pa.string()),
@@ -149,90 +230,65 @@ def _compare(context, lake: ParquetLakeResource, duckdb_resource: WarehouseResou
         )
         with duckdb_resource.read_connection() as conn:
             rows = warehouse.read_minutes(conn, start, end)
-        found += _query(sql, raw=raw, a=rows)
+        for name, problems in _queries(_ANALYTICS_SQL, raw=raw, a=rows).items():
+            found[name] += problems
     return found
 
 
 def build_analytics_checks(
     partitions: PlatformPartitions, analytics: dg.AssetsDefinition, grace_seconds: float
 ) -> list[dg.AssetChecksDefinition]:
+    """The checks on ``trade_analytics_1m`` (warnings), in one op that reads each hour once:
+
+    - ``one_row_per_symbol_minute``: one row for each (symbol, minute) with raw trades;
+    - ``trade_count_matches_raw``: each row's ``trade_count`` equals its raw trades;
+    - ``prices_within_high_low``: ``low <= open, close, avg_price, vwap <= high`` in every row;
+    - ``latest_minute_is_fresh``: the newest minute ended at most grace + 60 s ago.
+    """
     hourly = partitions.hourly
+    specs = _specs(analytics, hourly, _ANALYTICS_CHECKS)
 
-    @dg.asset_check(asset=analytics, partitions_def=hourly)
-    def one_row_per_symbol_minute(
+    @dg.multi_asset_check(specs=specs, name="trade_analytics_1m_checks")
+    def trade_analytics_1m_checks(
         context, lake: ParquetLakeResource, duckdb: WarehouseResource
-    ) -> dg.AssetCheckResult:
-        """The partition has one analytics row for each (symbol, minute) with raw trades."""
-        rows = _compare(
-            context,
-            lake,
-            duckdb,
-            "SELECT coalesce(raw.symbol, a.symbol), coalesce(raw.minute, epoch_ms(a.window_start)),"
-            " CASE WHEN raw.symbol IS NULL THEN 'extra row' ELSE 'missing row' END"
-            " FROM raw FULL JOIN a"
-            " ON raw.symbol = a.symbol AND raw.minute = epoch_ms(a.window_start)"
-            " WHERE raw.symbol IS NULL OR a.symbol IS NULL ORDER BY ALL",
-        )
-        return _result([f"{s} {minute_label(m)}: {why}" for s, m, why in rows], "mismatches")
-
-    @dg.asset_check(asset=analytics, partitions_def=hourly)
-    def trade_count_matches_raw(
-        context, lake: ParquetLakeResource, duckdb: WarehouseResource
-    ) -> dg.AssetCheckResult:
-        """Each row's ``trade_count`` equals the raw trades of its symbol and minute."""
-        rows = _compare(
-            context,
-            lake,
-            duckdb,
-            "SELECT raw.symbol, raw.minute, raw.trades, a.trade_count FROM raw JOIN a"
-            " ON raw.symbol = a.symbol AND raw.minute = epoch_ms(a.window_start)"
-            " WHERE raw.trades <> a.trade_count ORDER BY ALL",
-        )
-        return _result(
-            [f"{s} {minute_label(m)}: raw {r}, trade_count {c}" for s, m, r, c in rows],
+    ) -> Iterator[dg.AssetCheckResult]:
+        found = _analytics_problems(context, lake, duckdb)
+        yield _result(
+            "one_row_per_symbol_minute",
+            [f"{s} {minute_label(m)}: {why}" for s, m, why in found["one_row_per_symbol_minute"]],
             "mismatches",
         )
-
-    @dg.asset_check(asset=analytics, partitions_def=hourly)
-    def prices_within_high_low(context, duckdb: WarehouseResource) -> dg.AssetCheckResult:
-        """``low <= open, close, avg_price, vwap <= high`` in every row."""
-        tol = BOUNDS_REL_TOLERANCE
-        problems = []
-        for start, end in _hours(context):
-            with duckdb.read_connection() as conn:
-                rows = warehouse.read_minutes(conn, start, end)
-            problems += _query(
-                "SELECT symbol, epoch_ms(window_start) FROM a WHERE "
-                + " OR ".join(
-                    f"{c} < low * (1 - {tol}) OR {c} > high * (1 + {tol})"
-                    for c in ("open", "close", "avg_price", "vwap")
-                )
-                + " ORDER BY ALL",
-                a=rows,
-            )
-        return _result([f"{s} {minute_label(m)}" for s, m in problems], "rows_out_of_bounds")
-
-    @dg.asset_check(asset=analytics, partitions_def=hourly)
-    def latest_minute_is_fresh(context, duckdb: WarehouseResource) -> dg.AssetCheckResult:
-        """The newest minute in the table ended at most grace + 60 s ago (a warning otherwise)."""
-        with duckdb.read_connection() as conn:
-            query = f"SELECT epoch_ms(max(window_end)) FROM {ANALYTICS_TABLE}"
-            latest = conn.execute(query).fetchone()[0]
-        limit = grace_seconds + FRESHNESS_SLACK_S
-        lag = None if latest is None else time.time() - latest / 1000
-        return dg.AssetCheckResult(
-            passed=lag is not None and lag <= limit,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "latest_window_end": minute_label(latest) if latest is not None else "none",
-                "lag_seconds": round(lag, 1) if lag is not None else -1.0,
-                "limit_seconds": limit,
-            },
+        yield _result(
+            "trade_count_matches_raw",
+            [
+                f"{s} {minute_label(m)}: raw {r}, trade_count {c}"
+                for s, m, r, c in found["trade_count_matches_raw"]
+            ],
+            "mismatches",
         )
+        yield _result(
+            "prices_within_high_low",
+            [f"{s} {minute_label(m)}" for s, m in found["prices_within_high_low"]],
+            "rows_out_of_bounds",
+        )
+        yield _freshness(duckdb, grace_seconds)
 
-    return [
-        one_row_per_symbol_minute,
-        trade_count_matches_raw,
-        prices_within_high_low,
-        latest_minute_is_fresh,
-    ]
+    return [trade_analytics_1m_checks]
+
+
+def _freshness(duckdb: WarehouseResource, grace_seconds: float) -> dg.AssetCheckResult:
+    with duckdb.read_connection() as conn:
+        query = f"SELECT epoch_ms(max(window_end)) FROM {ANALYTICS_TABLE}"
+        latest = conn.execute(query).fetchone()[0]
+    limit = grace_seconds + FRESHNESS_SLACK_S
+    lag = None if latest is None else time.time() - latest / 1000
+    return dg.AssetCheckResult(
+        check_name="latest_minute_is_fresh",
+        passed=lag is not None and lag <= limit,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "latest_window_end": minute_label(latest) if latest is not None else "none",
+            "lag_seconds": round(lag, 1) if lag is not None else -1.0,
+            "limit_seconds": limit,
+        },
+    )

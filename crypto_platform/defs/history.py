@@ -60,7 +60,7 @@ class TrendDefinitions:
 
     assets: list[dg.AssetsDefinition]
     jobs: list[UnresolvedAssetJobDefinition]
-    sensors: list[dg.AutomationConditionSensorDefinition]
+    sensors: list[dg.SensorDefinition]
 
 
 def build_trend_definitions(
@@ -73,5 +73,5 @@ def build_trend_definitions(
     return TrendDefinitions(
         assets=[trends, hourly, daily],
         jobs=[jobs.hourly, jobs.daily],
-        sensors=build_derived_sensors([trends, hourly], [daily]),
+        sensors=build_derived_sensors([trends, hourly], [daily], jobs.hourly, jobs.daily),
     )

@@ -1,8 +1,8 @@
 """``crypto-platform ingest`` and ``crypto-platform exchange-sim``; exit codes are decided here.
 
 Exit codes: 0 after a clean stop (SIGINT/SIGTERM: connections closed, Kafka flushed), 1 when
-trades could not be delivered within the bound or the topic could not be read, 2 for bad
-options or settings.
+Kafka did not answer at start or trades could not be delivered within the delivery bound, or
+the topic could not be read, 2 for bad options or settings.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -22,6 +22,8 @@ from crypto_platform.settings import Settings, SettingsError, load_settings
 log = logging.getLogger("crypto_platform.ingest")
 
 SIM_START_TIMEOUT_S = 20.0
+BROKER_ATTEMPT_S = 5.0  # one metadata request while waiting for Kafka at start
+BROKER_RETRY_S = 0.5
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -53,10 +55,15 @@ def urls_from_base(base_url: str) -> tuple[str, str]:
     "at http://127.0.0.1:8765 (default: Binance, from the settings).",
 )
 @click.option(
-    "--stats-json", is_flag=True, help="Also write each status as one JSON line (stdout)."
+    "--stats-json",
+    metavar="FILE",
+    type=click.File("a", encoding="utf-8", lazy=False),
+    help="Also append each status to FILE as one JSON line ('-' = stdout).",
 )
 @click.pass_context
-def ingest(ctx: click.Context, symbols: str | None, base_url: str | None, stats_json: bool) -> None:
+def ingest(
+    ctx: click.Context, symbols: str | None, base_url: str | None, stats_json: TextIO | None
+) -> None:
     """Stream Binance trades into Kafka (topic `trades`) until SIGINT/SIGTERM, losing none."""
     from crypto_platform.ingest.service import IngestConfig, IngestError, IngestService
     from crypto_platform.kafka.producer import DeliveryError
@@ -68,9 +75,13 @@ def ingest(ctx: click.Context, symbols: str | None, base_url: str | None, stats_
             settings = load_settings(symbols=symbols)
         except SettingsError as exc:
             _fail(str(exc), code=2)
-    overrides: dict[str, Any] = {"stats_json": sys.stdout if stats_json else None}
+    overrides: dict[str, Any] = {"stats_json": stats_json}
     if base_url:
         overrides["ws_url"], overrides["rest_url"] = urls_from_base(base_url)
+    try:
+        _wait_for_broker(settings)
+    except KeyboardInterrupt:  # Ctrl-C before anything was produced: nothing to flush
+        sys.exit(0)
     service = IngestService(IngestConfig.from_settings(settings, **overrides))
     _on_stop_signals(service.request_stop)
     try:
@@ -78,6 +89,41 @@ def ingest(ctx: click.Context, symbols: str | None, base_url: str | None, stats_
     except (IngestError, DeliveryError, TailError) as exc:
         _fail(str(exc))
     sys.exit(0)
+
+
+def _wait_for_broker(settings: Settings) -> None:
+    """Wait until Kafka answers a metadata request, at most the delivery bound: a broker that
+    is briefly away is waited for, one that is not there is a clear error (exit 1)."""
+    from crypto_platform.kafka import admin
+
+    bootstrap_servers = settings.bootstrap_servers
+    timeout_s = settings.ingest_delivery_timeout_seconds
+    hint = (
+        "Start the local broker with `crypto-platform kafka start`."
+        if settings.uses_local_broker
+        else "Check KAFKA_BOOTSTRAP_SERVERS and that the cluster is up."
+    )
+    deadline = time.monotonic() + timeout_s
+    warned = False
+    while True:
+        attempt_s = max(1.0, min(BROKER_ATTEMPT_S, deadline - time.monotonic()))
+        try:
+            admin.cluster_topics(bootstrap_servers, timeout_s=attempt_s)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure means the broker is not answering
+            if time.monotonic() >= deadline:
+                _fail(
+                    f"Kafka at {bootstrap_servers} did not answer within {timeout_s:.0f}s "
+                    f"(INGEST_DELIVERY_TIMEOUT_SECONDS; {exc}). {hint}"
+                )
+            if not warned:
+                log.warning(
+                    "Kafka at %s is not answering; waiting up to %.0fs for it",
+                    bootstrap_servers,
+                    deadline - time.monotonic(),
+                )
+                warned = True
+            time.sleep(min(BROKER_RETRY_S, max(0.0, deadline - time.monotonic())))
 
 
 def _speed(value: str) -> float | None:

@@ -57,8 +57,21 @@ def inner_event_bytes(frame: bytes, message: dict[str, Any], event: dict[str, An
     return json.dumps(event, separators=(",", ":")).encode() if value is None else value
 
 
+def _keys_in(frame: bytes) -> int:
+    """How many object keys a frame without backslashes has: each is a string followed by
+    ``":`` (a string value is followed by ``,``, ``}`` or ``]``, never by a colon)."""
+    return frame.count(b'":')
+
+
 def decode_plain(frame: bytes, symbols: frozenset[str], now_ms: int) -> PlainTrade | None:
-    """The trade's key fields and Kafka value, if the frame is a plainly valid trade; else None."""
+    """The trade's key fields and Kafka value, if the frame is a plainly valid trade; else None.
+
+    A plain frame has no backslash (so no escaped key can hide a ``data`` or a ``t``) and no
+    repeated key (its ``":`` count equals the keys orjson kept: a repeated key, which orjson
+    keeps the last of and Arrow refuses, shows as one key too many).
+    """
+    if b"\\" in frame:
+        return None
     try:
         message = orjson.loads(frame)
     except orjson.JSONDecodeError:
@@ -66,6 +79,8 @@ def decode_plain(frame: bytes, symbols: frozenset[str], now_ms: int) -> PlainTra
     if type(message) is not dict:
         return None
     event = unwrap_stream_envelope(message)
+    if _keys_in(frame) != len(message) + (0 if event is message else len(event)):
+        return None
     fields = plain_trade_fields(event, symbols, now_ms)
     if fields is None:
         return None

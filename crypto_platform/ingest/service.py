@@ -51,6 +51,7 @@ from crypto_platform.core.topics import REASON_HEADER, RECEIVED_AT_HEADER
 from crypto_platform.core.trades import (
     Trade,
     TradeValidationError,
+    load_frame,
     parse_trade_event,
     unwrap_stream_envelope,
 )
@@ -262,7 +263,7 @@ class IngestService:
     def _on_unusual_frame(self, slot: int, local_ms: int, wall_ms: int, data: bytes) -> None:
         """The exact path: any frame :func:`decode_plain` does not vouch for, valid or not."""
         try:
-            message = json.loads(data)
+            message = load_frame(data)
         except ValueError as exc:
             self._dead_letter(data, "malformed_json", str(exc), wall_ms)
             return

@@ -6,7 +6,9 @@
 3. **Rebuild**: the Dagster assets recompute what depends on those trades, as runs on the
    instance (visible in the UI): ``trade_history_job`` (trade_analytics_1m from the Parquet,
    trade_trends_1m, trade_analytics_1h) day by day in time order, the trends of the 8 hours
-   after each imported stretch (their look-back changed), then ``trade_analytics_1d``.
+   after each imported stretch (their look-back changed), then ``trade_analytics_1d``. Under
+   ``make run`` ``trend_tails_sensor`` would rebuild those tails too; the import does not wait
+   for it, and leaves it nothing to do.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ _CONVERT = pa_csv.ConvertOptions(
     strings_can_be_null=False,
 )
 _MICROS_THRESHOLD = 10**15
+# What a damaged zip member raises while it is read: a bad CRC, a cut stream, or (zlib) a
+# deflate stream that is not one
+_DAMAGED = (zipfile.BadZipFile, EOFError, zlib.error)
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just read (uncompressed), for a progress bar."""
@@ -128,7 +132,7 @@ def _open(member: Member, progress: Progress | None) -> Iterator[io.RawIOBase]:
         else:
             with zipfile.ZipFile(member.path) as zipped, zipped.open(member.name) as raw:
                 yield _Counting(raw, progress)
-    except (zipfile.BadZipFile, EOFError) as exc:
+    except _DAMAGED as exc:
         raise archive.ArchiveError(f"{member.label}: damaged ({exc})") from None
 
 
@@ -192,6 +196,6 @@ def _first_bad_row(member: Member, symbol: str, detail: str) -> archive.ArchiveE
             pass
     except archive.ArchiveError as exc:
         return exc
-    except (zipfile.BadZipFile, EOFError) as exc:
+    except _DAMAGED as exc:
         return archive.ArchiveError(f"{member.label}: damaged ({exc})")
     return archive.ArchiveError(f"{member.label}: {detail[:300]}")

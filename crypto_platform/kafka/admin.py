@@ -8,6 +8,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from crypto_platform.core.topics import DLQ_TOPIC, PROGRESS_TOPIC, TRADES_TOPIC
+from crypto_platform.kafka.logs import librdkafka_logger
 
 ADMIN_TIMEOUT_S = 15.0
 # Trades are kept a week by default: the window for re-materialising from Kafka.
@@ -32,7 +33,10 @@ def platform_topics(trades_partitions: int) -> list[TopicSpec]:
 
 
 def admin_client(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000})
+    return AdminClient(
+        {"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000},
+        logger=librdkafka_logger(),
+    )
 
 
 def cluster_topics(bootstrap_servers: str, timeout_s: float = ADMIN_TIMEOUT_S) -> dict[str, int]:

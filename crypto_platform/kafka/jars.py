@@ -68,7 +68,11 @@ def fetch_maven_jars(
     """
     if (target / _COMPLETE_MARKER).exists():
         return target
-    mvn = require_tool("mvn", f"{what} come from Maven Central through Maven: install maven.")
+    mvn = require_tool(
+        "mvn",
+        f"{what} are not in {target} yet; they come from Maven Central through Maven: "
+        "install Maven (on Debian: apt-get install maven) and run the command again.",
+    )
     target.mkdir(parents=True, exist_ok=True)
     cmd = [
         mvn, "-B", "-q", "-f", str(pom),

@@ -19,6 +19,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from crypto_platform.kafka.logs import ERROR_LOG_INTERVAL_S, librdkafka_logger
+
 log = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[str | None], None]
@@ -33,7 +35,6 @@ BUFFER_KBYTES = 1_048_576  # 1 GiB
 RECONNECT_BACKOFF_MAX_MS = 1_000  # find a restarted broker within a second
 FULL_BUFFER_WAIT_S = 0.05
 FULL_BUFFER_SLACK_S = 10.0
-ERROR_LOG_INTERVAL_S = 10.0  # the same transient error is logged at most this often
 _TRANSIENT = {
     KafkaError._ALL_BROKERS_DOWN,
     KafkaError._TRANSPORT,
@@ -41,33 +42,6 @@ _TRANSIENT = {
     KafkaError._TIMED_OUT,
     KafkaError._MSG_TIMED_OUT,
 }
-
-
-class _RepeatFilter(logging.Filter):
-    """librdkafka logs every failed connection attempt: drop those (the error callback reports
-    them), and keep one line per facility and interval of the rest."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._last: dict[tuple[int, str], float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        facility = record.getMessage().split(" ", 1)[0]
-        if facility == "FAIL":  # the error callback reports these, with their meaning
-            return False
-        key = (record.levelno, facility)
-        now = time.monotonic()
-        if now - self._last.get(key, -ERROR_LOG_INTERVAL_S) < ERROR_LOG_INTERVAL_S:
-            return False
-        self._last[key] = now
-        return True
-
-
-def _librdkafka_logger() -> logging.Logger:
-    logger = logging.getLogger("crypto_platform.librdkafka")
-    if not any(isinstance(f, _RepeatFilter) for f in logger.filters):
-        logger.addFilter(_RepeatFilter())
-    return logger
 
 
 class DeliveryError(RuntimeError):
@@ -113,7 +87,7 @@ class KafkaProducer:
         self._last_failure_log: dict[str, float] = {}
         config = producer_config(bootstrap_servers, delivery_timeout_s, **extra)
         config["error_cb"] = self._on_error
-        self._producer = Producer(config, logger=_librdkafka_logger())
+        self._producer = Producer(config, logger=librdkafka_logger())
 
     def produce(
         self,

@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from crypto_platform.core.progress import LateNotice, ProgressMark, decode
 from crypto_platform.core.trade_batches import TradeBatchError, empty_trades, parse_events
+from crypto_platform.kafka.logs import librdkafka_logger
 
 METADATA_TIMEOUT_S = 10.0
 CONSUME_BATCH = 10_000
@@ -35,8 +36,9 @@ CONSUME_WAIT_S = 0.5
 PARSE_CHUNK = 100_000
 READ_TIMEOUT_S = 600.0
 PROGRESS_MAX_MESSAGES = 200_000
+READER_GROUP_ID = "crypto-platform-reader"  # required by librdkafka; never joined or committed
 _CONSUMER_CONFIG = {
-    "group.id": "crypto-platform-reader",  # required by librdkafka; never joined or committed
+    "group.id": READER_GROUP_ID,
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
@@ -85,7 +87,9 @@ class TradeRead:
 
 
 def _consumer(bootstrap_servers: str) -> Consumer:
-    return Consumer({"bootstrap.servers": bootstrap_servers, **_CONSUMER_CONFIG})
+    return Consumer(
+        {"bootstrap.servers": bootstrap_servers, **_CONSUMER_CONFIG}, logger=librdkafka_logger()
+    )
 
 
 def _partitions(consumer: Consumer, topic: str) -> list[int]:
@@ -114,7 +118,7 @@ def _start_offsets(consumer: Consumer, topic: str, partitions: list[int], start_
 
 
 def _retention_ms(bootstrap_servers: str, topic: str) -> int:
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers}, logger=librdkafka_logger())
     resource = ConfigResource(ResourceType.TOPIC, topic)
     configs = admin.describe_configs([resource])[resource].result(timeout=METADATA_TIMEOUT_S)
     return int(configs["retention.ms"].value)

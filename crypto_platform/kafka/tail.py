@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from crypto_platform.kafka.logs import librdkafka_logger
+
 log = logging.getLogger(__name__)
 
 MIN_MESSAGES = 20_000
@@ -60,7 +62,8 @@ def _consumer(bootstrap_servers: str) -> Consumer:
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "socket.timeout.ms": 10_000,
-        }
+        },
+        logger=librdkafka_logger(),
     )
 
 

@@ -69,6 +69,12 @@ def test_round_trip_keeps_the_decimal_strings() -> None:
         ({"q": "1" * 40}, "bad_qty"),
         ({"q": "10000000000"}, "bad_qty"),
         ({"p": "1.000000001"}, "bad_price"),
+        # Decimal() takes these, the Kafka -> Parquet reader (Arrow's cast) does not
+        ({"p": " 1"}, "bad_price"),
+        ({"p": "1e5"}, "bad_price"),
+        ({"p": "1_000"}, "bad_price"),
+        ({"p": "+1"}, "bad_price"),
+        ({"q": "\uff11"}, "bad_qty"),  # a full-width 1
         ({"T": 1000}, "bad_trade_time"),
         ({"T": NOW_MS + 2 * 24 * 3600 * 1000}, "bad_trade_time"),
         ({"E": "x"}, "bad_event_time"),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from crypto_platform.core.progress import (
     LateNotice,
@@ -46,6 +46,19 @@ def history_topics(bootstrap: str) -> Iterator[Callable[..., str]]:
     finally:
         if created:
             admin.delete_topics(bootstrap, created)
+
+
+def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
+    """{partition: high watermark} of every partition of ``topic`` (no group joined)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"hw-{uuid.uuid4().hex[:8]}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in sorted(partitions)
+        }
+    finally:
+        consumer.close()
 
 
 def _producer(bootstrap: str) -> Producer:

@@ -3,19 +3,47 @@
 from __future__ import annotations
 
 import math
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from confluent_kafka import OFFSET_INVALID, Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from crypto_platform.core import lake
 from crypto_platform.core.archive import read_klines, read_trades
 from crypto_platform.core.simulation import MarketSimulation
 from crypto_platform.core.trades import Trade
+from crypto_platform.ingest.exchange_sim import ExchangeSimulator, Faults
+from crypto_platform.ingest.replay import load_recordings
+from crypto_platform.ingest.service import IngestService
+from crypto_platform.ingest.sim_sources import ReplaySource
+from crypto_platform.kafka import reader
 from crypto_platform_tests.test_defs.conftest import Platform
 from crypto_platform_tests.test_defs.expected import assert_matches, expected_analytics
-from crypto_platform_tests.test_defs.helpers import seed_trades
+from crypto_platform_tests.test_defs.helpers import (
+    high_watermarks,
+    marks_for,
+    publish_progress,
+    seed_trades,
+)
+from crypto_platform_tests.test_defs.recordings import (
+    BTC_2024_KLINES,
+    BTC_2024_TRADES,
+    btcusdt_2024,
+    btcusdt_2025_head,
+    xrpeth,
+)
+from crypto_platform_tests.test_ingest.conftest import (
+    Topics,
+    delivered_through,
+    make_config,
+    read_topic,
+    running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -39,6 +67,13 @@ def materialisations(result, key: str) -> list:
     ]
 
 
+def complete_through(result) -> tuple[str, str]:
+    """The "complete through" minute of the run's raw_trades and trade_analytics_1m."""
+    (raw,) = materialisations(result, "raw_trades")
+    (analytics,) = materialisations(result, "trade_analytics_1m")
+    return raw.metadata["complete_through"].value, analytics.metadata["complete_through"].value
+
+
 def test_the_seed_example(platform: Platform) -> None:
     minute = SIM_HOUR + 30 * M
     platform.produce(seed_trades(minute))
@@ -56,48 +91,35 @@ def test_the_seed_example(platform: Platform) -> None:
     (raw,) = materialisations(result, "raw_trades")
     assert raw.metadata["minutes"].value == ["2025-11-25T12:30"]
     assert raw.metadata["rows_per_symbol"].value == {"BTCUSDT": 3}
-    assert raw.metadata["complete_through"].value == "2025-11-25T12:00"  # 12:00-12:29 not done
-
-
-def _xrpeth_trades(shared_binance: Path) -> list[Trade]:
-    """The XRPETH aggTrades as trades (aggTrade id as the id; contiguous, real prices)."""
-    path = shared_binance / "xrpeth_2019-10-11" / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv"
-    trades = []
-    for line in path.read_text().splitlines():
-        agg_id, price, qty, _first, _last, time_ms, maker, _best = line.split(",")
-        trades.append(
-            Trade(
-                "XRPETH",
-                int(agg_id),
-                Decimal(price),
-                Decimal(qty),
-                int(time_ms),
-                int(time_ms),
-                maker == "True",
-            )
-        )
-    return trades
+    highs = high_watermarks(platform.bootstrap, platform.trades_topic)
+    assert sorted(highs.values()) == [0, 0, 3]  # the three trades, in BTCUSDT's partition
+    assert raw.metadata["kafka_offsets"].value == {str(p): f"0-{h}" for p, h in highs.items()}
+    assert raw.metadata["kafka_messages_read"].value == 3
+    assert raw.metadata["files_written"].value == 1
+    assert raw.metadata["files"].value == [
+        "raw_trades/symbol=BTCUSDT/date=2025-11-25/hour=12/minute=30.parquet"
+    ]
+    # 12:00-12:29 not done
+    assert complete_through(result) == ("2025-11-25T12:00", "2025-11-25T12:00")
 
 
 @pytest.mark.slow
 def test_real_recorded_trades_equal_an_independent_computation(
     platform: Platform, shared_binance: Path
 ) -> None:
-    btc = list(
-        read_trades(
-            shared_binance / "btcusdt_2024-12-31" / "BTCUSDT-trades-2024-12-31_00-00_00-01.csv"
-        )
-    )
-    btc_2025 = list(
-        read_trades(shared_binance / "btcusdt_2025-01-02" / "BTCUSDT-trades-2025-01-02.head32.csv")
-    )
-    xrp = _xrpeth_trades(shared_binance)[:4000]  # ~13 hours of 2019-10-11
+    btc, btc_2025, xrp = (f(shared_binance) for f in (btcusdt_2024, btcusdt_2025_head, xrpeth))
+    assert (len(btc), len(btc_2025), len(xrp)) == (4212, 32, 12_477)
     # In trade-time order, as ingestion delivers them; 100 trades twice (duplicates to drop).
     platform.produce(sorted(btc + btc_2025 + xrp + btc[:100], key=lambda t: t.trade_time_ms))
-    for trades in (btc, btc_2025, xrp):
+    for trades in (btc, btc_2025):
         first, last = trades[0].trade_time_ms, trades[-1].trade_time_ms
         assert platform.backfill(first - first % H, last - last % H).success
-    assert_matches(platform.analytics(), expected_analytics(btc + btc_2025 + xrp))
+    # XRPETH: 60 hours in one run; without the checks, which cost ~0.3 s an hour.
+    first, last = xrp[0].trade_time_ms, xrp[-1].trade_time_ms
+    assert platform.backfill(first - first % H, last - last % H, checks=False).success
+    rows = platform.analytics()
+    assert len(rows) == 2 + 1 + 2469  # minutes with trades: PROVENANCE.md counts XRPETH's
+    assert_matches(rows, expected_analytics(btc + btc_2025 + xrp))
 
 
 def test_a_seeded_simulation_equals_an_independent_computation(platform: Platform) -> None:
@@ -110,15 +132,11 @@ def test_a_seeded_simulation_equals_an_independent_computation(platform: Platfor
     assert_matches(rows, expected_analytics(trades))
 
 
-def test_the_two_btcusdt_minutes_equal_binance_klines(
-    platform: Platform, shared_binance: Path
-) -> None:
-    folder = shared_binance / "btcusdt_2024-12-31"
-    platform.produce(read_trades(folder / "BTCUSDT-trades-2024-12-31_00-00_00-01.csv"))
-    assert platform.run_minutes([BTC_DAY, BTC_DAY + M]).success
-    klines = {k.open_time_ms: k for k in read_klines(folder / "BTCUSDT-1m-2024-12-31.head32.csv")}
-    rows = platform.analytics()
-    assert len(rows) == 2
+def assert_equal_klines(rows: list[dict], klines_path: Path) -> None:
+    """The rows are BTCUSDT 2024-12-31 00:00 and 00:01 and equal Binance's official klines."""
+    klines = {k.open_time_ms: k for k in read_klines(klines_path)}
+    minutes = sorted(int(row["window_start"].timestamp() * 1000) for row in rows)
+    assert minutes == [BTC_DAY, BTC_DAY + M] and {r["symbol"] for r in rows} == {"BTCUSDT"}
     for row in rows:
         kline = klines[int(row["window_start"].timestamp() * 1000)]
         assert (row["open"], row["high"], row["low"], row["close"]) == tuple(
@@ -128,6 +146,41 @@ def test_the_two_btcusdt_minutes_equal_binance_klines(
         assert math.isclose(row["volume"], float(kline.volume), rel_tol=1e-12)
         assert math.isclose(row["quote_volume"], float(kline.quote_volume), rel_tol=1e-12)
         assert math.isclose(row["taker_buy_volume"], float(kline.taker_buy_volume), rel_tol=1e-12)
+    assert [r["trade_count"] for r in sorted(rows, key=lambda r: r["window_start"])] == [
+        1660,
+        2552,
+    ]  # hand-checked in PROVENANCE.md
+
+
+def test_the_two_btcusdt_minutes_equal_binance_klines(
+    platform: Platform, shared_binance: Path
+) -> None:
+    platform.produce(read_trades(shared_binance / BTC_2024_TRADES))
+    assert platform.run_minutes([BTC_DAY, BTC_DAY + M]).success
+    assert_equal_klines(platform.analytics(), shared_binance / BTC_2024_KLINES)
+
+
+@pytest.mark.slow
+def test_the_two_btcusdt_minutes_through_simulator_and_ingestion_equal_binance_klines(
+    platform: Platform, topic_factory, shared_binance: Path
+) -> None:
+    """Binance's trades replayed by the exchange simulator, which drops the connection once
+    (the ids missed meanwhile come over REST), taken into Kafka by the real ingestion service,
+    then the assets: the official klines."""
+    recorded = load_recordings([shared_binance / BTC_2024_TRADES])
+    last = {"BTCUSDT": max(r.trade.trade_id for r in recorded)}
+    topics = Topics(platform.trades_topic, topic_factory("dlq", 1), platform.progress_topic)
+    faults = Faults(drop_after_messages=1500, max_drops=1)
+    with ExchangeSimulator(ReplaySource(recorded, speed=None), faults) as sim:
+        service = IngestService(make_config(platform.bootstrap, topics, sim, ["btcusdt"]))
+        with running(service):
+            wait_until(lambda: delivered_through(service, last), 60, "every trade acknowledged")
+        assert sim.stats.drops >= 1
+    assert len(recorded) == 4212
+    assert sum(gap["trades"] for gap in service.gaps_log) > 0  # some came over REST
+    assert read_topic(platform.bootstrap, topics.dlq) == []
+    assert platform.run_minutes([BTC_DAY, BTC_DAY + M]).success
+    assert_equal_klines(platform.analytics(), shared_binance / BTC_2024_KLINES)
 
 
 def test_every_way_of_materialising_gives_the_same_bytes_and_rows(platform: Platform) -> None:
@@ -144,23 +197,19 @@ def test_every_way_of_materialising_gives_the_same_bytes_and_rows(platform: Plat
     assert platform.lake_bytes() == files and platform.analytics() == rows
     (raw,) = materialisations(result, "raw_trades")
     assert raw.metadata["minute_count"].value == 60
-    assert raw.metadata["complete_through"].value == "2025-11-25T13:00"
+    assert complete_through(result) == ("2025-11-25T13:00", "2025-11-25T13:00")
 
 
 def test_complete_through_advances_only_over_contiguous_minutes(platform: Platform) -> None:
     platform.produce(simulated(4))
     first = platform.run_minutes([SIM_HOUR, SIM_HOUR + M])
-    assert materialisations(first, "raw_trades")[0].metadata["complete_through"].value == (
-        "2025-11-25T12:02"
-    )
+    assert complete_through(first) == ("2025-11-25T12:02", "2025-11-25T12:02")
     gap = platform.run_minutes([SIM_HOUR + 3 * M])  # 12:02 not done yet
-    assert materialisations(gap, "raw_trades")[0].metadata["complete_through"].value == (
-        "2025-11-25T12:02"
-    )
+    assert complete_through(gap) == ("2025-11-25T12:02", "2025-11-25T12:02")
     fill = platform.run_minutes([SIM_HOUR + 2 * M])
-    assert materialisations(fill, "raw_trades")[0].metadata["complete_through"].value == (
-        "2025-11-25T12:03"
-    )
+    assert complete_through(fill) == ("2025-11-25T12:03", "2025-11-25T12:03")
+    analytics = materialisations(fill, "trade_analytics_1m")[0].metadata
+    assert analytics["complete_through_ms"].value == SIM_HOUR + 3 * M
 
 
 def test_late_trades_are_included_by_the_rerun_and_by_later_backfills(platform: Platform) -> None:
@@ -186,3 +235,41 @@ def test_late_trades_are_included_by_the_rerun_and_by_later_backfills(platform: 
     assert platform.backfill(SIM_HOUR, SIM_HOUR).success  # stops early by time, but not before
     minute_files = {k: v for k, v in platform.lake_bytes().items() if "minute=02" in k}
     assert minute_files == {k: v for k, v in files.items() if "minute=02" in k}
+
+
+def committed_offsets(
+    bootstrap: str, group_id: str, topics: list[str]
+) -> dict[tuple[str, int], int]:
+    """The offsets the broker holds for ``group_id`` on each partition of ``topics``
+    (``OFFSET_INVALID`` where none was committed)."""
+    partitions = [TopicPartition(t, p) for t in topics for p in high_watermarks(bootstrap, t)]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    request = ConsumerGroupTopicPartitions(group_id, partitions)
+    found = admin.list_consumer_group_offsets([request])[group_id].result(timeout=30)
+    return {(tp.topic, tp.partition): tp.offset for tp in found.topic_partitions}
+
+
+def test_the_sensor_and_the_runs_commit_no_consumer_offsets(platform: Platform) -> None:
+    platform.produce(simulated(3))
+    symbols = ["btcusdt", "ethusdt"]
+    publish_progress(platform.bootstrap, platform.progress_topic, marks_for(symbols, SIM_HOUR))
+    cursor = platform.evaluate_minutes_sensor(None).cursor
+    closed = marks_for(symbols, SIM_HOUR + 2 * M + 5_001)  # 12:00 and 12:01, plus grace
+    publish_progress(platform.bootstrap, platform.progress_topic, closed)
+    (request,) = platform.evaluate_minutes_sensor(cursor).run_requests
+    assert platform.run_request(request).success
+    assert len(platform.analytics()) == 4  # both read Kafka: the sensor marks, the run trades
+
+    topics = [platform.trades_topic, platform.progress_topic]
+    reader_group = reader.READER_GROUP_ID
+    offsets = committed_offsets(platform.bootstrap, reader_group, topics)
+    assert len(offsets) == 4 and set(offsets.values()) == {OFFSET_INVALID}
+    # The same question sees a commit where there is one: another group commits offset 2.
+    control = f"control-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer({"bootstrap.servers": platform.bootstrap, "group.id": control})
+    try:
+        consumer.commit(offsets=[TopicPartition(platform.trades_topic, 0, 2)], asynchronous=False)
+    finally:
+        consumer.close()
+    seen = committed_offsets(platform.bootstrap, control, topics)
+    assert seen.pop((platform.trades_topic, 0)) == 2 and set(seen.values()) == {OFFSET_INVALID}

@@ -1,6 +1,7 @@
 """Asset checks fail on deliberately corrupted inputs, name what is wrong, block where needed."""
 
 import json
+import time
 from decimal import Decimal
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from crypto_platform import warehouse
 from crypto_platform.core import lake
 from crypto_platform.core.trades import Trade, trade_to_event
+from crypto_platform.core.windows import minute_label
 from crypto_platform_tests.test_core.test_lake import table
 from crypto_platform_tests.test_defs.conftest import Platform, check_results
 from crypto_platform_tests.test_defs.helpers import produce_raw
@@ -120,3 +122,22 @@ def test_analytics_checks_catch_rows_that_disagree_with_raw(platform: Platform) 
     ]
     assert not checks["latest_minute_is_fresh"].passed  # 2025 data: far from fresh
     assert checks["latest_minute_is_fresh"].severity.value == "WARN"
+
+
+def test_the_minute_that_just_closed_is_fresh(platform_factory) -> None:
+    """The latest minute ended under grace + 60 s ago: the freshness check passes and says so.
+    (A grace of 30 s, so that the minute's age plus the run's own time stay well inside.)"""
+    platform = platform_factory(grace_seconds=30)
+    now_ms = int(time.time() * 1000)
+    minute = now_ms - now_ms % M - M  # the last minute that has ended
+    platform.produce(trades(1, 20, minute))
+    ran_at = time.time()
+    checks = check_results(platform.run_minutes([minute]))
+    done_at = time.time()
+    fresh = checks["latest_minute_is_fresh"]
+    assert fresh.passed, fresh.metadata
+    assert fresh.metadata["latest_window_end"].value == minute_label(minute + M)
+    assert fresh.metadata["limit_seconds"].value == 90.0
+    age = fresh.metadata["lag_seconds"].value
+    assert ran_at - (minute + M) / 1000 - 0.1 <= age <= done_at - (minute + M) / 1000 + 0.1
+    assert all(e.passed for e in checks.values()), {n: e.passed for n, e in checks.items()}

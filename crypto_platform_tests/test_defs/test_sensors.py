@@ -18,14 +18,7 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 
 
 def evaluate(platform: Platform, cursor: str | None) -> dg.SensorResult:
-    sensor = platform.defs.resolve_sensor_def("closed_minutes_sensor")
-    context = dg.build_sensor_context(
-        instance=platform.instance,
-        cursor=cursor,
-        definitions=platform.defs,
-        resources=platform.defs.resources,
-    )
-    return sensor(context)
+    return platform.evaluate_minutes_sensor(cursor)
 
 
 def publish(platform: Platform, messages) -> None:

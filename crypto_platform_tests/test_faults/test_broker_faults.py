@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import date
+from typing import ClassVar
 
 import dagster as dg
 import pytest
@@ -16,13 +17,15 @@ import pytest
 from crypto_platform.definitions import build_definitions
 from crypto_platform.ingest.exchange_sim import ExchangeSimulator
 from crypto_platform.ingest.service import IngestService
-from crypto_platform.kafka import admin
+from crypto_platform.kafka import admin, reader
 from crypto_platform.kafka.broker import LocalBroker, free_port
 from crypto_platform_tests.conftest import REPO_ROOT
 from crypto_platform_tests.test_defs.conftest import Platform
 from crypto_platform_tests.test_defs.helpers import KEEP_FOREVER
 from crypto_platform_tests.test_faults.conftest import (
+    START,
     SYMBOLS,
+    M,
     assert_identical,
     materialise,
     replay_source,
@@ -102,20 +105,136 @@ def test_broker_killed_while_ingesting_gives_identical_results(
     assert_identical(own_platform, expected)
 
 
+class KillDuringRead:
+    """SIGKILLs ``broker`` once a run's Kafka read has fetched its first batch, restarts it
+    ``outage_s`` later, and notes what the lake and DuckDB held at the kill and at the start of
+    every later read attempt (nothing is to be written before a read completes).
+
+    The hook is :class:`reader._TradeScan`'s ``take`` (the consumer handing over fetched
+    messages): its first call waits until the broker is dead, so the kill lands mid-read; the
+    consumer's fetches and batches are made small, so most of the range is still on the broker
+    then. ``first_deadline_s`` shortens the first read's deadline (600 s in production) so that
+    an outage outlasting a read is seen in seconds.
+    """
+
+    SMALL_FETCHES: ClassVar[dict[str, int]] = {
+        "fetch.max.bytes": 16 * 1024,
+        "message.max.bytes": 16 * 1024,
+        "max.partition.fetch.bytes": 4 * 1024,
+        "queued.max.messages.kbytes": 16,
+        "queued.min.messages": 10,
+    }
+
+    def __init__(
+        self,
+        broker: LocalBroker,
+        platform: Platform,
+        outage_s: float,
+        first_deadline_s: float | None,
+    ) -> None:
+        self.broker, self.platform = broker, platform
+        self.outage_s, self.first_deadline_s = outage_s, first_deadline_s
+        self.reading, self.killed = threading.Event(), threading.Event()
+        self.taken = 0  # messages handed over by the consumer, over all attempts
+        self.taken_at_kill: int | None = None
+        self.attempts = 0
+        self.states: list[tuple[str, dict[str, bytes], list[dict]]] = []
+        self.errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._kill, name="broker-killer", daemon=True)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name, value in self.SMALL_FETCHES.items():
+            monkeypatch.setitem(reader._CONSUMER_CONFIG, name, value)
+        monkeypatch.setattr(reader, "CONSUME_BATCH", 50)
+        take, read_trades = reader._TradeScan.take, reader.read_trades
+
+        def hooked_take(scan, batch) -> None:
+            self.taken += len(batch)
+            if not self.reading.is_set():
+                self.reading.set()
+                assert self.killed.wait(60), "the broker was not killed"
+            take(scan, batch)
+
+        def hooked_read_trades(*args, **kwargs):
+            self.attempts += 1
+            if self.attempts > 1:
+                self.states.append(self._state(f"before read attempt {self.attempts}"))
+            elif self.first_deadline_s is not None:
+                kwargs["timeout_s"] = self.first_deadline_s
+            return read_trades(*args, **kwargs)
+
+        monkeypatch.setattr(reader._TradeScan, "take", hooked_take)
+        monkeypatch.setattr(reader, "read_trades", hooked_read_trades)
+        self._thread.start()
+
+    def _state(self, when: str) -> tuple[str, dict[str, bytes], list[dict]]:
+        return when, self.platform.lake_bytes(), self.platform.analytics()
+
+    def _kill(self) -> None:
+        try:
+            if not self.reading.wait(120):
+                return
+            self.broker.kill()
+            self.taken_at_kill = self.taken
+            self.states.append(self._state("at the kill"))
+            self.killed.set()
+            time.sleep(self.outage_s)
+            self.broker.start()
+        except BaseException as exc:  # noqa: BLE001 - reported by join()
+            self.errors.append(exc)
+            self.killed.set()
+
+    def join(self) -> None:
+        self._thread.join(120)
+        assert not self._thread.is_alive(), "the broker killer did not finish"
+        if self.errors:
+            raise self.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("outage_s", "first_deadline_s", "attempts"),
+    [(4.0, None, 1), (OUTAGE_S, 3.0, 2)],
+    ids=["the-read-waits-it-out", "the-read-gives-up-and-is-retried"],
+)
 def test_broker_killed_while_a_minute_materialises_the_run_is_retried(
-    own_broker: LocalBroker, own_platform: Platform, reference
+    own_broker: LocalBroker,
+    own_platform: Platform,
+    reference,
+    monkeypatch: pytest.MonkeyPatch,
+    outage_s: float,
+    first_deadline_s: float | None,
+    attempts: int,
 ) -> None:
+    """The broker dies while the run reads the range (a fetched batch in hand, most of the
+    range still on the broker) and comes back seconds later. Either the read waits for it, or
+    (the outage outlasting the read) the read fails and ``raw_trades``' retry policy runs it
+    again. The minutes were materialised before from an incomplete topic: at the kill and
+    before every retry the lake and DuckDB hold exactly that (no partial output); the run ends
+    with the reference's result."""
     trades = simulated_trades(3, seed=46)
     expected = reference(trades)
-    own_platform.produce(trades)
-    restart = threading.Timer(OUTAGE_S, own_broker.start)
-    own_broker.kill()
-    restart.start()
+    cut = START + 2 * M + 30_000
+    own_platform.produce(t for t in trades if t.trade_time_ms < cut)
+    materialise(own_platform, expected.minutes)
+    before = own_platform.lake_bytes(), own_platform.analytics()
+    assert before[0] != expected.files and before[1] != expected.rows
+    own_platform.produce(t for t in trades if t.trade_time_ms >= cut)
+
+    fault = KillDuringRead(own_broker, own_platform, outage_s, first_deadline_s)
+    fault.install(monkeypatch)
     try:
         result = own_platform.run_minutes(expected.minutes, raise_on_error=False)
     finally:
-        restart.join(60)
+        fault.join()
     assert own_broker.pid() is not None
-    retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-    assert result.success and retried, "the step should have failed once, then succeeded"
+    assert fault.taken_at_kill is not None and fault.taken_at_kill <= 50  # one batch in hand
+    assert fault.taken - fault.taken_at_kill >= len(trades) - 50  # the rest came after
+    assert [when for when, _f, _r in fault.states][:1] == ["at the kill"]
+    for when, files, rows in fault.states:
+        assert (files, rows) == before, f"partial output {when}"
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert result.success
+    assert fault.attempts >= attempts and len(retries) == fault.attempts - 1
+    if attempts == 1:
+        assert fault.attempts == 1  # librdkafka reconnected; the read went on where it was
     assert_identical(own_platform, expected)

@@ -4,6 +4,7 @@ One story: the supervisor starts the exchange simulator and the ingestion servic
 is killed (SIGKILL, a crash) while trades flow and started again, and resumes from the end of
 the topic; then SIGTERM flushes it and it exits 0 within a few seconds. The topic holds every id
 of each symbol, contiguous, equal to what the exchange's REST endpoint says those trades are.
+And ``ingest --stats-json FILE`` appends its statuses to FILE as JSON lines (``-`` = stdout).
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ from pathlib import Path
 
 import pytest
 
+from crypto_platform.core.simulation import MarketSimulation
 from crypto_platform.core.topics import TRADES_TOPIC
 from crypto_platform.ingest.cli import spawn_ingestion
+from crypto_platform.ingest.exchange_sim import ExchangeSimulator
+from crypto_platform.ingest.sim_sources import SimulatedSource, wall_ms
 from crypto_platform.runner import Supervisor
-from crypto_platform_tests.conftest import REPO_ROOT
+from crypto_platform_tests.conftest import LOOPBACK_NOWHERE, REPO_ROOT
 from crypto_platform_tests.test_ingest.conftest import read_topic, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+CLI = [sys.executable, "-m", "crypto_platform"]
 
 
 def _ids_in_topic(bootstrap: str, symbols: list[str]) -> dict[str, dict[int, bytes]]:
@@ -87,6 +93,7 @@ def test_sim_and_ingest_processes_survive_a_crash_and_stop_cleanly_on_sigterm(
                     "--base-url",
                     base_url,
                     "--stats-json",
+                    "-",  # stdout
                 ],
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -124,3 +131,61 @@ def test_sim_and_ingest_processes_survive_a_crash_and_stop_cleanly_on_sigterm(
                     row["time"],
                     row["isBuyerMaker"],
                 )
+
+
+def _json_lines(path: Path) -> list[dict]:
+    """The complete lines of a file another process is appending to, parsed."""
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1]]
+
+
+def test_stats_json_appends_each_status_to_the_file_it_names(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    symbols = [f"c{tag}usdt", f"d{tag}usdt"]  # unique: `trades` is shared by the session
+    upper = [s.upper() for s in symbols]
+    start = wall_ms() - 120_000  # within the topic's retention
+    simulation = MarketSimulation(symbols, seed=5, start_ms=start)
+    expected = list(simulation.trades_between(start, start + 60_000))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTO_PLATFORM_")}
+    env |= LOOPBACK_NOWHERE | {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CRYPTO_PLATFORM_SYMBOLS": ",".join(symbols),
+        "CRYPTO_PLATFORM_DATA_DIR": str(tmp_path / "data"),
+        "CRYPTO_PLATFORM_INGEST_STATS_INTERVAL_SECONDS": "1",
+    }
+    stats = tmp_path / "ingest-stats.jsonl"
+    stats.write_text('{"earlier": "run"}\n')  # a file that already holds lines is appended to
+    source = SimulatedSource(simulation, speed=None, end_ms=start + 60_000)
+    with ExchangeSimulator(source) as sim, open(tmp_path / "ingest.log", "wb") as log:
+        process = subprocess.Popen(
+            [*CLI, "ingest", "--base-url", sim.base_url, "--stats-json", str(stats)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        try:
+
+            def delivered() -> int:
+                assert process.poll() is None, (tmp_path / "ingest.log").read_text()
+                lines = _json_lines(stats)[1:]
+                return lines and sum(s["delivered"] for s in lines[-1]["symbols"].values())
+
+            wait_until(lambda: delivered() == len(expected), 90, "a status with every trade")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, (tmp_path / "ingest.log").read_text()
+    assert stdout == b""  # the statuses went to the file, not to stdout
+    earlier, *statuses = _json_lines(stats)
+    assert earlier == {"earlier": "run"}
+    assert len(statuses) >= 2 and [s["final"] for s in statuses][-2:] == [False, True]
+    final = statuses[-1]["symbols"]
+    assert set(final) == set(upper)
+    for symbol in upper:
+        times = [t.trade_time_ms for t in expected if t.symbol == symbol]
+        assert final[symbol]["delivered"] == len(times) > 0
+        assert final[symbol]["last_trade_ms"] == max(times)
+    in_topic = _ids_in_topic(bootstrap, upper)
+    assert {s: len(ids) for s, ids in in_topic.items()} == {s: final[s]["delivered"] for s in upper}

@@ -8,6 +8,7 @@ assets' computation and an independent pandas/``Decimal`` one over the same trad
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -21,9 +22,12 @@ from crypto_platform.core.progress import MINUTE_MS
 from crypto_platform.core.simulation import MarketSimulation, SymbolProfile
 from crypto_platform.core.trades import Trade
 from crypto_platform.spark.options import JobOptions
+from crypto_platform_tests.test_defs.expected import expected_analytics
+from crypto_platform_tests.test_defs.recordings import btcusdt_2024, btcusdt_2025_head, xrpeth
 from crypto_platform_tests.test_spark.helpers import (
     KEEP_FOREVER,
     LATENESS_S,
+    REL_TOL,
     assert_same_rows,
     closing_trade,
     dagster_path_rows,
@@ -39,6 +43,7 @@ from crypto_platform_tests.test_spark.helpers import (
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.slow]
 
 SIM_START_MS = 1_764_072_000_000  # 2025-11-25 12:00 UTC
+HOUR_MS = 3_600_000
 # A thinly traded symbol, so that some minutes hold a single trade (volatility NULL).
 THIN = SymbolProfile(
     "THINUSDT", Decimal("1.5"), Decimal("0.0001"), Decimal("1"), Decimal("10"), 0.3, 0.02, 10
@@ -159,20 +164,24 @@ def test_spark_rows_equal_the_dagster_assets_rows_on_the_same_topic(
     shared_binance: Path,
     tmp_path: Path,
 ) -> None:
-    """The same topic (real BTCUSDT minutes, then a seeded four-symbol market, with resends)
-    through both engines: Spark's table equals what the real Dagster assets materialise."""
+    """The same topic (every real recording: XRPETH 2019, the BTCUSDT minutes of 2024-12-31
+    and the head of 2025-01-02; then a seeded four-symbol market; with resends) through both
+    engines: Spark's table equals what the real Dagster assets materialise."""
     import dagster as dg
 
     from crypto_platform.definitions import build_definitions
     from crypto_platform_tests.test_defs.conftest import Platform
 
-    folder = shared_binance / "btcusdt_2024-12-31"
-    real = list(read_trades(folder / "BTCUSDT-trades-2024-12-31_00-00_00-01.csv"))
+    xrp, real = xrpeth(shared_binance), btcusdt_2024(shared_binance)
+    head = btcusdt_2025_head(shared_binance)  # microsecond times in the dump
     simulated = _simulated_trades()
     last_closing = closing_trade(simulated[-1], LATENESS_S)
     topic = topic_factory("spark-vs-dagster", partitions=3, config=KEEP_FOREVER)
     real_sent = [*with_duplicates(real, every=101, lag=30), closing_trade(real[-1], LATENESS_S)]
+    # Oldest first, as a market sends them: the watermark only goes forward.
+    produce(bootstrap, topic, with_duplicates(xrp, every=97, lag=20))
     produce(bootstrap, topic, real_sent)
+    produce(bootstrap, topic, with_duplicates(head, every=5, lag=2))
     produce(bootstrap, topic, [*with_duplicates(simulated, every=17, lag=5), last_closing])
 
     options = _options(tmp_path / "spark", bootstrap, topic)
@@ -187,9 +196,10 @@ def test_spark_rows_equal_the_dagster_assets_rows_on_the_same_topic(
     defs = build_definitions(settings, trades_topic=topic, progress_topic=progress)
     with dg.instance_for_test() as instance:
         platform = Platform(settings, defs, instance, bootstrap, topic, progress)
-        for trades in (real, simulated):  # one backfill run per hour range, as the UI launches
-            hour = min(t.trade_time_ms for t in trades) // 3_600_000 * 3_600_000
-            assert platform.backfill(hour, hour).success
+        for trades in (xrp, real, head, simulated):  # one run per range, as the UI launches
+            first, last = (f(t.trade_time_ms for t in trades) for f in (min, max))
+            hours = first // HOUR_MS * HOUR_MS, last // HOUR_MS * HOUR_MS
+            assert platform.backfill(*hours, checks=trades is not xrp).success  # 60 h: no checks
         dagster_rows = {
             (row["symbol"], round(row["window_start"].timestamp() * 1000)): row
             for row in platform.analytics()
@@ -198,9 +208,46 @@ def test_spark_rows_equal_the_dagster_assets_rows_on_the_same_topic(
     assert set(dagster_rows) - set(spark_rows) == {
         (last_closing.symbol, minute_of(last_closing.trade_time_ms))
     }
-    assert len(spark_rows) >= 3 + len({t.symbol for t in simulated})
+    recorded = {(t.symbol, minute_of(t.trade_time_ms)) for t in (*xrp, *real, *head)}
+    assert len(recorded) == 2469 + 2 + 1 and recorded <= set(spark_rows)
+    assert len(spark_rows) >= len(recorded) + 1 + len({t.symbol for t in simulated})
     expected = {key: row for key, row in dagster_rows.items() if key in spark_rows}
-    assert_same_rows(spark_rows, _comparable(expected), "Spark vs the Dagster assets")
+    # Spark's volatility is off in a few real minutes (see below): compared apart.
+    off = {
+        key
+        for key, row in expected.items()
+        if not _close(spark_rows[key]["volatility"], row["volatility"])
+    }
+    skip = frozenset((key, "volatility") for key in off)
+    assert_same_rows(spark_rows, _comparable(expected), "Spark vs the Dagster assets", skip)
+    everything = (*xrp, *real, *head, *simulated)
+    exact = expected_analytics(
+        t for t in everything if (t.symbol, minute_of(t.trade_time_ms)) in off
+    )
+    _known_spark_volatility_errors({key: spark_rows[key] for key in off}, expected, exact)
+
+
+def _close(got: float | None, want: float | None) -> bool:
+    if got is None or want is None:
+        return got is want
+    return got == want or math.isclose(got, want, rel_tol=REL_TOL)
+
+
+def _known_spark_volatility_errors(spark: dict, dagster: dict, exact: dict) -> None:
+    """Spark's volatility where prices barely differ, or not at all, within float error.
+
+    Both engines run the shared SQL's ``STDDEV_SAMP(CAST(price AS DOUBLE))``. A floating-point
+    standard deviation errs by a few ulps of the *prices*, not of their spread: in BTCUSDT
+    2025-01-02 00:00 (32 trades at two prices a cent apart, std 0.00507) Spark's value is 2.1e-9
+    relative off the exact (Decimal) one, and XRPETH minutes with one price throughout give
+    ~1e-19 instead of 0. So in those few minutes Spark must be within 1e-12 of the average price
+    (absolute), the Dagster assets' value within 1e-9 of the exact one, and they must be few."""
+    assert len(spark) <= 10, f"Spark's volatility is off in {len(spark)} minutes: {sorted(spark)}"
+    for key, row in spark.items():
+        want = exact[key]
+        assert _close(dagster[key]["volatility"], want["volatility"]), (key, dagster[key], want)
+        bound = 1e-12 * want["avg_price"]
+        assert abs(row["volatility"] - want["volatility"]) <= bound, (key, row, want)
 
 
 def _comparable(rows: dict) -> dict:

@@ -9,7 +9,7 @@ import dagster as dg
 
 from crypto_platform.definitions import build_definitions
 from crypto_platform.defs.assets.common import WRITER_POOL
-from crypto_platform.defs.history import HISTORY_JOB
+from crypto_platform.defs.history import DAILY_ROLLUP_JOB, HISTORY_JOB
 
 TRENDS, HOURLY, DAILY = (
     dg.AssetKey("trade_trends_1m"),
@@ -64,6 +64,7 @@ def test_recent_partitions_follow_the_analytics_without_a_flood(settings_factory
     assert requested(at(10, 18))[TRENDS] == {"2025-03-05-09:00"}
     requested(at(10, 18))  # the tick after a request resets the condition (Dagster's since)
     # an old hour rebuilt (a backfill) starts no hourly runs, only today's daily row
+    # (trend_tails_sensor rebuilds its roll-ups and the trends after it: test_tails.py)
     analytics_of("2025-03-05-02:00")
     assert requested(at(10, 19)) == {TRENDS: set(), HOURLY: set(), DAILY: {"2025-03-05"}}
 
@@ -83,6 +84,12 @@ def test_the_definitions_list_the_assets_jobs_and_sensors(settings_factory) -> N
     sensors = {s.name: s for s in defs.sensors}
     assert sensors["trends_sensor"].minimum_interval_seconds == 20
     assert sensors["daily_rollup_sensor"].minimum_interval_seconds == 300
-    for name in ("trends_sensor", "daily_rollup_sensor"):
+    assert sensors["trend_tails_sensor"].minimum_interval_seconds == 60
+    # the tails and old roll-ups run in the history jobs (the trends and hourly roll-ups, the days)
+    assert {job.name for job in sensors["trend_tails_sensor"].jobs} == {
+        HISTORY_JOB,
+        DAILY_ROLLUP_JOB,
+    }
+    for name in ("trends_sensor", "daily_rollup_sensor", "trend_tails_sensor"):
         assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.resolve_job_def("trade_analytics_1d_job") is not None

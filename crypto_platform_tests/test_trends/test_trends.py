@@ -7,6 +7,7 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
@@ -15,7 +16,8 @@ import pytest
 
 from crypto_platform import derived, warehouse
 from crypto_platform.core.analytics import ANALYTICS_COLUMNS
-from crypto_platform.core.trends import TRENDS_TABLE, ema_decay, trend_sql
+from crypto_platform.core.trends import TREND_BAND, TRENDS_TABLE, ema_decay, trend_sql
+from crypto_platform.definitions import build_definitions
 
 M = 60_000
 H = 60 * M
@@ -218,3 +220,17 @@ def test_a_hand_checked_series() -> None:
 def test_the_trend_rule(sma_5: float, sma_15: float, sma_60: float, label: str) -> None:
     sql = f"SELECT {trend_sql()} FROM (SELECT ? AS sma_5, ? AS sma_15, ? AS sma_60)"
     assert duckdb.execute(sql, [sma_5, sma_15, sma_60]).fetchone()[0] == label
+
+
+def test_the_asset_states_the_trend_rule(settings_factory) -> None:
+    """The UI's description of trade_trends_1m is its docstring: the rule, with the band the
+    SQL uses (1 basis point), not a pointer to the code."""
+    defs = build_definitions(settings_factory())
+    text = " ".join(
+        defs.resolve_assets_def(TRENDS_TABLE).descriptions_by_key[dg.AssetKey(TRENDS_TABLE)].split()
+    )
+    band = f"{TREND_BAND:.4f}"
+    assert TREND_BAND == 1e-4 and band == "0.0001"
+    assert f"``up`` when sma_5 > sma_15 * (1 + {band}) and sma_15 > sma_60 * (1 + {band})" in text
+    assert f"``down`` when sma_5 < sma_15 * (1 - {band}) and sma_15 < sma_60 * (1 - {band})" in text
+    assert "otherwise ``flat``" in text and "1 basis point" in text

@@ -6,14 +6,16 @@ import pyarrow.compute as pc
 
 from crypto_platform import warehouse
 from crypto_platform.core.analytics import ANALYTICS_TABLE
-from crypto_platform.core.lake import only_minutes, read_trades
+from crypto_platform.core.lake import only_minutes, read_trades_by_symbol
 from crypto_platform.core.progress import MINUTE_MS
 from crypto_platform.core.trade_batches import empty_trades
-from crypto_platform.core.windows import group_by_hour
+from crypto_platform.core.windows import group_by_hour, minute_label
 from crypto_platform.defs.assets.common import (
+    COMPLETE_THROUGH_KEY,
     GROUP,
     WRITER_POOL,
     MinutesConfig,
+    complete_through,
     minutes_metadata,
     selected_minutes,
 )
@@ -44,29 +46,45 @@ def build_trade_analytics(
         (formulas in ``crypto_platform.core.analytics``). Computed from the raw Parquet alone,
         so it can be rebuilt for data older than Kafka's retention; the run's minutes are
         replaced in one transaction."""
-        minutes = selected_minutes(config, window_ms(context))
+        window = window_ms(context)
+        minutes = selected_minutes(config, window)
         rows = minute_rows(lake, minutes)
         with duckdb.get_connection() as conn:
             deleted = warehouse.replace_minutes(conn, rows, minutes)
-        return dg.MaterializeResult(metadata=_metadata(minutes, rows, deleted, duckdb))
+        # The same rule as raw_trades': contiguous minutes from the hour's start that this or
+        # earlier materialisations of this asset's partition wrote.
+        through = complete_through(context, config, minutes, window)
+        return dg.MaterializeResult(metadata=_metadata(minutes, through, rows, deleted, duckdb))
 
     return trade_analytics_1m
 
 
 def minute_rows(lake: ParquetLakeResource, minutes: list[int]) -> pa.Table:
-    """The analytics rows of ``minutes``, computed an hour of trades at a time."""
+    """The analytics rows of ``minutes`` (by symbol, minute), an hour and a symbol at a time.
+
+    The trades are read unsorted: the aggregates do not depend on row order (exact decimal
+    sums; open and close by trade id), and the lake's file order is the same every time.
+    """
     parts = []
     for _hour, hour_minutes in group_by_hour(minutes).items():
-        trades = read_trades(lake.path, hour_minutes[0], hour_minutes[-1] + MINUTE_MS)
-        parts.append(warehouse.minute_analytics(only_minutes(trades, hour_minutes)))
+        start, end = hour_minutes[0], hour_minutes[-1] + MINUTE_MS
+        gaps = len(hour_minutes) != (end - start) // MINUTE_MS
+        for trades in read_trades_by_symbol(lake.path, start, end, sort=False):
+            parts.append(
+                warehouse.minute_analytics(only_minutes(trades, hour_minutes) if gaps else trades)
+            )
     return pa.concat_tables(parts) if parts else warehouse.minute_analytics(empty_trades())
 
 
-def _metadata(minutes: list[int], rows: pa.Table, deleted: int, duckdb: WarehouseResource):
+def _metadata(
+    minutes: list[int], through: int, rows: pa.Table, deleted: int, duckdb: WarehouseResource
+):
     symbols = pc.value_counts(rows["symbol"]).to_pylist() if rows.num_rows else []
     incomplete = rows.num_rows - pc.sum(rows["is_complete"]).as_py() if rows.num_rows else 0
     return {
         **minutes_metadata(minutes),
+        "complete_through": minute_label(through),
+        COMPLETE_THROUGH_KEY: through,
         "dagster/row_count": rows.num_rows,
         "rows_replaced": deleted,
         "rows_per_symbol": dg.MetadataValue.json(

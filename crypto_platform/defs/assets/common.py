@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
 from pydantic import Field
 
-from crypto_platform.core.progress import MINUTE_MS
-from crypto_platform.core.windows import minute_label, minutes_between, parse_minute_label
+from crypto_platform.core.progress import MINUTE_MS, minute_floor_ms
+from crypto_platform.core.windows import (
+    contiguous_through,
+    minute_label,
+    minutes_between,
+    parse_minute_label,
+)
 
 WRITER_POOL = "lake_writer"
 """Concurrency pool of everything that writes the lake or the DuckDB file: one run at a time."""
@@ -54,3 +61,24 @@ def minutes_metadata(minutes: list[int]) -> dict[str, dg.RawMetadataValue]:
 
 def minute_end(minute_ms: int) -> int:
     return minute_ms + MINUTE_MS
+
+
+COMPLETE_THROUGH_KEY = "complete_through_ms"
+
+
+def complete_through(context, config, minutes: list[int], window: tuple[int, int]) -> int:
+    """End of the minutes, from the window's start, that this or earlier runs of the asset
+    materialised (from its latest materialisation's :data:`COMPLETE_THROUGH_KEY`)."""
+    start, end = window
+    if not config.minutes:
+        return min(end, minute_floor_ms(int(time.time() * 1000)))
+    previous = start
+    if context.has_partition_key:
+        wanted = dg.AssetRecordsFilter(
+            asset_key=context.asset_key, asset_partitions=[context.partition_key]
+        )
+        records = context.instance.fetch_materializations(wanted, limit=1).records
+        if records and records[0].asset_materialization is not None:
+            value = records[0].asset_materialization.metadata.get(COMPLETE_THROUGH_KEY)
+            previous = max(start, int(value.value)) if value is not None else start
+    return contiguous_through(previous, minutes, end)

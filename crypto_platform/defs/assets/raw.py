@@ -1,19 +1,19 @@
 """``raw_trades``: the trades of the asked-for minutes, from Kafka into the Parquet lake."""
 
-import time
-
 import dagster as dg
 from pydantic import Field
 
 from crypto_platform.core import read_marks
 from crypto_platform.core.lake import LakeWrite, deduplicate_and_write, only_minutes
-from crypto_platform.core.progress import MINUTE_MS, minute_floor_ms
-from crypto_platform.core.windows import contiguous_through, group_by_hour, minute_label
+from crypto_platform.core.progress import MINUTE_MS
+from crypto_platform.core.windows import group_by_hour, minute_label
 from crypto_platform.defs.assets.common import (
+    COMPLETE_THROUGH_KEY,
     GROUP,
     MAX_LISTED,
     WRITER_POOL,
     MinutesConfig,
+    complete_through,
     minutes_metadata,
     selected_minutes,
 )
@@ -21,7 +21,6 @@ from crypto_platform.defs.partitions import PlatformPartitions, window_ms
 from crypto_platform.defs.resources import KafkaResource, ParquetLakeResource
 from crypto_platform.kafka.reader import TradeRead
 
-COMPLETE_THROUGH_KEY = "complete_through_ms"
 # Kafka unreachable (a broker restarting, a network blip) fails the read; the step is retried
 # (10 s, 20 s, 40 s later) before the run fails. Nothing is written before the read completes.
 KAFKA_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL)
@@ -71,7 +70,7 @@ def build_raw_trades(partitions: PlatformPartitions) -> dg.AssetsDefinition:
         totals = _Totals()
         for hour, hour_minutes in group_by_hour(minutes).items():
             _materialise_hour(context, kafka, lake, config, hour, hour_minutes, totals)
-        through = _complete_through(context, config, minutes, window)
+        through = complete_through(context, config, minutes, window)
         return dg.MaterializeResult(metadata=_metadata(minutes, through, totals))
 
     return raw_trades
@@ -106,23 +105,6 @@ def _add(totals: _Totals, read: TradeRead, written: LakeWrite, root) -> None:
     totals.conflicting += written.conflicting
     totals.files += [str(f.relative_to(root)) for f in written.files]
     totals.removed += [str(f.relative_to(root)) for f in written.removed]
-
-
-def _complete_through(context, config, minutes: list[int], window: tuple[int, int]) -> int:
-    """End of the minutes, from the window's start, that this or earlier runs materialised."""
-    start, end = window
-    if not config.minutes:
-        return min(end, minute_floor_ms(int(time.time() * 1000)))
-    previous = start
-    if context.has_partition_key:
-        wanted = dg.AssetRecordsFilter(
-            asset_key=context.asset_key, asset_partitions=[context.partition_key]
-        )
-        records = context.instance.fetch_materializations(wanted, limit=1).records
-        if records and records[0].asset_materialization is not None:
-            value = records[0].asset_materialization.metadata.get(COMPLETE_THROUGH_KEY)
-            previous = max(start, int(value.value)) if value is not None else start
-    return contiguous_through(previous, minutes, end)
 
 
 def _metadata(minutes: list[int], through: int, totals: _Totals) -> dict:

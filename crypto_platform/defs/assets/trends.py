@@ -31,11 +31,26 @@ def build_trade_trends(
     def trade_trends_1m(
         context: dg.AssetExecutionContext, duckdb: WarehouseResource
     ) -> dg.MaterializeResult:
-        """Per (symbol, minute): SMA 5/15/60, EMA 12/26 and MACD, 1-minute log return, 60-minute
-        realised volatility (also annualised), 60-minute VWAP and volume, and an up/down/flat
-        trend label. Windows are by time (a minute without trades is a gap); each run reads
-        the previous 8 hours of trade_analytics_1m, so a backfill or an hour's first minute
-        gives what an uninterrupted run gives. Formulas: crypto_platform.core.trends."""
+        """Per (symbol, minute with trades) of trade_analytics_1m, from the closes:
+
+        - sma_5, sma_15, sma_60: mean close of the minutes with trades among the last 5, 15,
+          60 minutes (the minute itself included);
+        - ema_12, ema_26: each close weighs (1 - 2/(N + 1)) ** (its age in minutes), over 8 hours;
+          macd = ema_12 - ema_26;
+        - log_return: ln(close / close of the minute before), empty when that minute had no
+          trades; volatility_60m: sample std dev of the log returns of the last 60 minutes
+          (empty below two), volatility_60m_annualised = volatility_60m * sqrt(525600);
+        - vwap_60m = quote volume / volume of the last 60 minutes; volume_60m,
+          quote_volume_60m, trade_count_60m their sums, minutes_60m the minutes with trades.
+
+        Trend rule: ``up`` when sma_5 > sma_15 * (1 + 0.0001) and sma_15 > sma_60 * (1 + 0.0001)
+        (short averages above long ones, each step more than 1 basis point); ``down`` when
+        sma_5 < sma_15 * (1 - 0.0001) and sma_15 < sma_60 * (1 - 0.0001); otherwise ``flat``.
+
+        Windows are by time: a minute without trades is a gap, not a shift. Each run reads the
+        8 hours of trade_analytics_1m before its hours, so an hour's first minute and a backfill
+        give what an uninterrupted run gives; trend_tails_sensor rebuilds the 8 hours after an
+        older hour whose analytics changed. Code: crypto_platform.core.trends."""
         start, end = window_ms(context)
         with duckdb.get_connection() as conn:
             rows = derived.rebuild_trends(conn, start, end)
