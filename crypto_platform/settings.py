@@ -141,7 +141,10 @@ class Settings(BaseSettings):
         300.0,
         ge=5,
         le=24 * 3600.0,
-        description="A trade Kafka has not acknowledged in this time stops the service (exit 1).",
+        description=(
+            "A trade Kafka has not acknowledged in this time stops the service (exit 1); at "
+            "start, a broker that does not answer in this time does too."
+        ),
     )
     ingest_stats_interval_seconds: float = Field(
         10.0, gt=0, le=3600, description="How often the per-symbol status line is written."

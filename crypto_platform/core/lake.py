@@ -243,25 +243,16 @@ def by_symbol(trades: pa.Table) -> Iterator[pa.Table]:
 
     Kafka keys trades by symbol, so every copy of a (symbol, trade id) is in its symbol's
     rows: deduplicating and writing symbol by symbol gives the same files as doing the whole
-    table at once, while only one symbol's copy is in memory beside the input. Rows are taken
-    batch by batch: Arrow's ``take`` on a chunked table first concatenates every chunk, which
-    would copy the whole input once per symbol.
+    table at once, while only one symbol's copy is in memory beside the input.
     """
     if trades.num_rows == 0:
         return
     names = pc.unique(trades["symbol"]).sort()
-    batches = []  # (batch, its row order by symbol code, where each symbol's rows start)
-    for batch in trades.to_batches():
-        codes = pc.index_in(batch["symbol"], value_set=names).to_numpy(zero_copy_only=False)
-        order = np.argsort(codes, kind="stable")
-        batches.append((batch, order, np.searchsorted(codes[order], np.arange(len(names) + 1))))
-    for code in range(len(names)):
-        parts = [
-            batch.take(pa.array(order[bounds[code] : bounds[code + 1]]))
-            for batch, order, bounds in batches
-            if bounds[code] < bounds[code + 1]
-        ]
-        yield pa.Table.from_batches(parts, schema=trades.schema).combine_chunks()
+    codes = pc.index_in(trades["symbol"], value_set=names).to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        yield trades.take(pa.array(order[start:end]))
 
 
 def write_minutes(root: Path, trades: pa.Table, minutes_ms: Iterable[int]) -> MinuteWrite:
